@@ -1,0 +1,188 @@
+"""The event contract: every message on the bus is one of these models.
+
+Events are facts in the past tense. The routing key of an event is derived from its type
+(``ImagesValidated`` -> ``images.validated``) so that topology and code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+CONTRACT_VERSION = 1
+
+
+class Stage(StrEnum):
+    UPLOAD = "upload"
+    VALIDATE = "validate"
+    SFM = "sfm"
+    TRAIN = "train"
+    EXPORT = "export"
+
+
+STAGE_ORDER: dict[Stage, int] = {s: i for i, s in enumerate(Stage)}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    job_id: uuid.UUID
+    attempt: int = Field(default=1, ge=1)
+    occurred_at: datetime = Field(default_factory=_now)
+    version: int = CONTRACT_VERSION
+
+    type: str
+    routing_key: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__name__
+        cls.routing_key = re.sub(r"(?<!^)(?=[A-Z])", ".", name).lower()
+
+
+class JobOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preset: str = "standard"
+    original_resolution: bool = False
+    max_image_side: int | None = Field(default=None, ge=100, le=20000)
+
+
+class JobSubmitted(Envelope):
+    type: Literal["JobSubmitted"] = "JobSubmitted"
+    image_count: int = Field(ge=0)
+    options: JobOptions = JobOptions()
+    pub_key_hash: str
+
+
+class ImageInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    name: str
+    width: int
+    height: int
+    bytes: int
+    focal_length_px: float | None = None
+    camera: str | None = None
+
+
+class ImagesValidated(Envelope):
+    type: Literal["ImagesValidated"] = "ImagesValidated"
+    images: tuple[ImageInfo, ...]
+    options: JobOptions = JobOptions()
+
+
+class StageStarted(Envelope):
+    type: Literal["StageStarted"] = "StageStarted"
+    stage: Stage
+    worker: str = ""
+
+
+class StageProgress(Envelope):
+    type: Literal["StageProgress"] = "StageProgress"
+    stage: Stage
+    fraction: float = Field(ge=0.0, le=1.0)
+    eta_seconds: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class LogLines(Envelope):
+    type: Literal["LogLines"] = "LogLines"
+    stage: Stage | None = None
+    lines: tuple[str, ...]
+
+
+class SfmDone(Envelope):
+    type: Literal["SfmDone"] = "SfmDone"
+    sparse_key: str
+    registered_images: int
+    total_images: int
+    points: int
+    reprojection_error: float
+    options: JobOptions = JobOptions()
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExportInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: str
+    key: str
+    bytes: int
+    psnr: float | None = None
+
+
+class TrainingDone(Envelope):
+    type: Literal["TrainingDone"] = "TrainingDone"
+    exports: tuple[ExportInfo, ...]
+    gaussian_count: int
+    psnr: float | None = None
+    ssim: float | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    thumbnail_key: str | None = None
+
+
+class StageFailed(Envelope):
+    type: Literal["StageFailed"] = "StageFailed"
+    stage: Stage
+    error_type: str
+    message: str
+    traceback: str = ""
+    retryable: bool = False
+    # True when no further attempt will follow: the job is FAILED.
+    final: bool = True
+
+
+class CancelRequested(Envelope):
+    type: Literal["CancelRequested"] = "CancelRequested"
+
+
+class JobDeleted(Envelope):
+    type: Literal["JobDeleted"] = "JobDeleted"
+
+
+Event = Annotated[
+    Union[
+        JobSubmitted,
+        ImagesValidated,
+        StageStarted,
+        StageProgress,
+        LogLines,
+        SfmDone,
+        TrainingDone,
+        StageFailed,
+        CancelRequested,
+        JobDeleted,
+    ],
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: tuple[type[Envelope], ...] = get_args(get_args(Event)[0])
+ROUTING_KEYS: frozenset[str] = frozenset(t.routing_key for t in EVENT_TYPES)
+
+_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def encode(event: Envelope) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def decode(body: bytes | str) -> Envelope:
+    """Parse any event; raises ``pydantic.ValidationError`` for a malformed message."""
+    return _adapter.validate_json(body)  # type: ignore[return-value]
+
+
+def retry_of(event: Envelope, attempt: int) -> Envelope:
+    """The same work request again, as a new message for a new attempt."""
+    return event.model_copy(update={"event_id": uuid.uuid4(), "attempt": attempt, "occurred_at": _now()})

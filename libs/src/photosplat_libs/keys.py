@@ -1,0 +1,35 @@
+"""Object keys of a job (DESIGN §4). Built from the job id and our own indices only."""
+
+from __future__ import annotations
+
+import uuid
+
+
+def job_prefix(job_id: uuid.UUID) -> str:
+    return f"jobs/{job_id}/"
+
+
+def incoming(job_id: uuid.UUID, index: int, ext: str) -> str:
+    """Where a presigned upload lands before validation."""
+    return f"jobs/{job_id}/incoming/{index:04d}{ext}"
+
+
+def image(job_id: uuid.UUID, index: int, ext: str) -> str:
+    return f"jobs/{job_id}/images/{index:04d}{ext}"
+
+
+def sfm(job_id: uuid.UUID, name: str) -> str:
+    return f"jobs/{job_id}/sfm/{name}"
+
+
+def train(job_id: uuid.UUID, name: str) -> str:
+    return f"jobs/{job_id}/train/{name}"
+
+
+def output(job_id: uuid.UUID, name: str) -> str:
+    return f"jobs/{job_id}/output/{name}"
+
+
+def cancel_marker(job_id: uuid.UUID) -> str:
+    """Written by status on cancel, so a worker that picks the job up later skips it."""
+    return f"jobs/{job_id}/control/cancelled"

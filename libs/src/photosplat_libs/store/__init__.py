@@ -1,0 +1,73 @@
+"""The object-store port: a local folder (embedded) or any S3 API through the ``minio`` SDK.
+
+Keys are ``/``-separated and built by our code only (see :mod:`photosplat_libs.keys`); a client
+filename never becomes a key or a path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import AsyncIterator, Protocol
+
+
+class ObjectNotFound(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str
+    etag: str = ""
+
+
+class ObjectStore(Protocol):
+    async def ensure_ready(self) -> None:
+        """Create the bucket / folder if missing."""
+
+    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    async def put_file(self, key: str, path: str, content_type: str = "application/octet-stream") -> None: ...
+
+    async def get(self, key: str) -> bytes:
+        """Raises :class:`ObjectNotFound`."""
+
+    async def get_file(self, key: str, path: str) -> None:
+        """Download to a local path. Raises :class:`ObjectNotFound`."""
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """Raises :class:`ObjectNotFound`."""
+
+    async def exists(self, key: str) -> bool: ...
+
+    def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes ``start..end`` (inclusive, like HTTP ranges) in chunks. Raises :class:`ObjectNotFound`."""
+
+    async def list(self, prefix: str) -> list[ObjectInfo]: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; returns how many."""
+
+    async def presigned_put(self, key: str, expires: timedelta) -> str:
+        """A URL that lets its holder PUT exactly this one object until it expires."""
+
+
+def create_store(url: str, *, public_url: str | None = None, signing_secret: str = "") -> ObjectStore:
+    """``file:///abs/folder`` or ``s3://ACCESS:SECRET@host:port/bucket?secure=false&region=us-east-1``.
+
+    ``public_url`` is the base URL clients use to reach the store (presigned URLs are signed for it);
+    for the folder store it is the URL of the service that accepts the uploads.
+    """
+    if url.startswith("file:"):
+        from photosplat_libs.store.folder import FolderStore
+
+        return FolderStore.from_url(url, public_url=public_url, signing_secret=signing_secret)
+    if url.startswith(("s3://", "s3s://")):
+        from photosplat_libs.store.s3 import S3Store
+
+        return S3Store.from_url(url, public_url=public_url)
+    raise ValueError(f"unsupported store url: {url!r} (expected file:// or s3://)")
