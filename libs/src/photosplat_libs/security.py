@@ -6,6 +6,10 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 # 32 bytes -> 43 URL-safe characters, 256 bits.
 TOKEN_BYTES = 32
@@ -28,3 +32,28 @@ def looks_like_token(value: str) -> bool:
 
 def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _fernet(token: str, job_id: str) -> "Fernet":
+    import base64
+
+    from cryptography.fernet import Fernet
+
+    key = hashlib.sha256(f"photosplat-pubkey:{job_id}:{token}".encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal_pub_key(pub_key: str, owner_token: str, job_id: str) -> str:
+    """Encrypt the public key with the owner's token. The database keeps only its hash and this
+    sealed copy, so a leaked database reveals no viewer link, yet the owner's status request (which
+    carries the token) can still show the viewer URL, as the original API did."""
+    return _fernet(owner_token, job_id).encrypt(pub_key.encode()).decode()
+
+
+def unseal_pub_key(sealed: str, owner_token: str, job_id: str) -> str | None:
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return _fernet(owner_token, job_id).decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        return None

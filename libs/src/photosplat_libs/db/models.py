@@ -58,6 +58,8 @@ class Job(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     owner_hash: Mapped[str] = mapped_column(String(64), index=True)
     pub_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # the public key encrypted with the owner token (see photosplat_libs.security.seal_pub_key)
+    pub_key_sealed: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.PENDING)
     stage: Mapped[str] = mapped_column(String(16), default="upload")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
