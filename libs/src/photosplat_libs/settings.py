@@ -23,5 +23,8 @@ class ServiceSettings(BaseSettings):
     store_url: str = f"file:{DEFAULT_DATA_DIR}/objects"
     # Base URL clients use to reach the store (presigned URLs are signed for it).
     store_public_url: str | None = None
+    # where a service with an HTTP API listens
+    host: str = "127.0.0.1"
+    port: int = 8000
     log_level: str = "INFO"
     worker_name: str = Field(default="", description="defaults to host name + pid")

@@ -1,0 +1,96 @@
+"""Running services: one service per process (distributed) or all of them in one (embedded).
+
+The runner owns the lifecycle of the adapters: it starts the bus, declares the topology, prepares the
+store and migrates the database before any service starts, and closes them after the last one stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable, Sequence
+
+from fastapi import FastAPI
+
+from photosplat_libs.db import migrate
+from photosplat_libs.service import Deps, Service, deps_from_settings
+from photosplat_libs.settings import ServiceSettings
+from photosplat_libs.topology import declare_topology
+
+log = logging.getLogger("photosplat")
+
+
+@asynccontextmanager
+async def running(services: Sequence[Service], deps: Deps) -> AsyncIterator[None]:
+    await deps.bus.start()
+    started: list[Service] = []
+    try:
+        await declare_topology(deps.bus)
+        await deps.store.ensure_ready()
+        if deps.db is not None:
+            await migrate(deps.db)
+        for service in services:
+            await service.start()
+            started.append(service)
+            log.info("service %s started", service.name)
+        yield
+    finally:
+        for service in reversed(started):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping %s failed", service.name)
+        await deps.bus.close()
+        if deps.db is not None:
+            await deps.db.dispose()
+
+
+def build_app(services: Sequence[Service], deps: Deps, *, title: str = "PhotoSplat") -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with running(services, deps):
+            yield
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    for service in services:
+        if service.router is not None:
+            app.include_router(service.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def serve(services: Sequence[Service], deps: Deps, *, host: str, port: int | None, log_level: str) -> None:
+    """Serve HTTP when any service has routes (on ``port``), else just run the consumers until a
+    SIGTERM/SIGINT."""
+    if port is not None and any(s.router is not None for s in services):
+        import uvicorn
+
+        app = build_app(services, deps)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level.lower()))
+        await server.serve()
+        return
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(services, deps):
+        await stop.wait()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run_service(create: Callable[[Any, Deps], Service], settings: ServiceSettings, *, with_db: bool) -> None:
+    """The entrypoint of one service in its own process (``python -m photosplat_NAME``)."""
+    configure_logging(settings.log_level)
+    secret = getattr(settings, "upload_signing_secret", "") or ""
+    deps = deps_from_settings(settings, with_db=with_db, signing_secret=secret)
+    service = create(settings, deps)
+    asyncio.run(serve([service], deps, host=settings.host, port=settings.port, log_level=settings.log_level))

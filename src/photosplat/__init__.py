@@ -1,0 +1,1 @@
+"""PhotoSplat: photos in, a shareable 3D Gaussian Splatting scene out."""

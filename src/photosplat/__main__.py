@@ -1,0 +1,3 @@
+from photosplat.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""The ``photosplat`` command.
+
+``photosplat up`` runs all five services in one process on the embedded adapters (in-memory bus,
+SQLite, a local folder); ``photosplat serve NAME`` runs one service on the adapters its settings name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from photosplat_libs.runner import configure_logging, run_service, serve
+from photosplat_libs.security import new_token
+from photosplat_libs.service import Deps, Service
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    package: str
+    settings_class: str
+    with_db: bool
+
+    def load(self) -> tuple[Callable[[Any, Deps], Service], type]:
+        app = importlib.import_module(f"{self.package}.app")
+        settings = importlib.import_module(f"{self.package}.settings")
+        return app.create, getattr(settings, self.settings_class)
+
+
+# Start order matters in one process: status consumes every event, so it starts first.
+SERVICES: dict[str, ServiceEntry] = {
+    "status": ServiceEntry("photosplat_status", "StatusSettings", with_db=True),
+    "ingest": ServiceEntry("photosplat_ingest", "IngestSettings", with_db=True),
+    "viewer": ServiceEntry("photosplat_viewer", "ViewerSettings", with_db=True),
+    "colmap": ServiceEntry("photosplat_colmap", "ColmapSettings", with_db=False),
+    "trainer": ServiceEntry("photosplat_trainer", "TrainerSettings", with_db=False),
+}
+
+
+def _embedded(args: argparse.Namespace) -> None:
+    from photosplat_libs.bus.memory import MemoryBus
+    from photosplat_libs.db import Database
+    from photosplat_libs.store.folder import FolderStore
+
+    data = Path(args.data).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    base_url = f"http://{args.host}:{args.port}"
+    common: dict[str, Any] = {
+        "bus_url": "memory://",
+        "database_url": f"sqlite+aiosqlite:///{data}/photosplat.db",
+        "store_url": f"file:{data}/objects",
+        "store_public_url": base_url,
+        "host": args.host,
+        "port": args.port,
+    }
+    admin_token = os.environ.get("PHOTOSPLAT_STATUS_ADMIN_TOKEN") or new_token()
+    deps = Deps(
+        bus=MemoryBus(),
+        # Presigned upload URLs of the folder store are signed per process: they live 15 minutes anyway.
+        store=FolderStore.from_url(common["store_url"], public_url=base_url, signing_secret=new_token()),
+        db=Database(common["database_url"]),
+    )
+    services: list[Service] = []
+    for name, entry in SERVICES.items():
+        create, settings_class = entry.load()
+        overrides = dict(common)
+        if "public_base_url" in settings_class.model_fields:
+            overrides["public_base_url"] = base_url
+        if name == "status":
+            overrides["admin_token"] = admin_token
+        settings = settings_class(**overrides)
+        services.append(create(settings, deps))
+    configure_logging(args.log_level)
+    print(
+        f"PhotoSplat (embedded) on {base_url}\n"
+        f"  data:  {data}\n"
+        f"  admin: {base_url}/admin  (admin token: {admin_token})",
+        flush=True,
+    )
+    asyncio.run(serve(services, deps, host=args.host, port=args.port, log_level=args.log_level))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    entry = SERVICES[args.service]
+    create, settings_class = entry.load()
+    run_service(create, settings_class(), with_db=entry.with_db)
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from photosplat_libs.db.engine import migrate_blocking
+
+    migrate_blocking(args.database_url)
+    print("database is at the newest schema")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="photosplat", description="Photos in, a shareable Gaussian splat scene out.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run every service in one process (in-memory bus, SQLite, local folder)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--data", default=os.environ.get("PHOTOSPLAT_DATA_DIR", "data"), help="folder for the database and objects")
+    up.add_argument("--log-level", default="INFO")
+    up.set_defaults(func=_embedded)
+
+    srv = sub.add_parser("serve", help="run one service against the bus, database and store its settings name")
+    srv.add_argument("service", choices=sorted(SERVICES))
+    srv.set_defaults(func=_serve)
+
+    mig = sub.add_parser("migrate", help="bring a database to the newest schema")
+    mig.add_argument("database_url")
+    mig.set_defaults(func=_migrate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
