@@ -33,3 +33,9 @@ def output(job_id: uuid.UUID, name: str) -> str:
 def cancel_marker(job_id: uuid.UUID) -> str:
     """Written by status on cancel, so a worker that picks the job up later skips it."""
     return f"jobs/{job_id}/control/cancelled"
+
+
+def stage_result(job_id: uuid.UUID, stage: str) -> str:
+    """The result event of a finished stage (``jobs/{id}/sfm/result.json``): a redelivered work
+    message republishes it instead of doing the work again."""
+    return f"jobs/{job_id}/{stage}/result.json"

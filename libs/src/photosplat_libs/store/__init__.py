@@ -45,9 +45,12 @@ class ObjectStore(Protocol):
     def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Bytes ``start..end`` (inclusive, like HTTP ranges) in chunks. Raises :class:`ObjectNotFound`."""
 
-    async def list(self, prefix: str) -> list[ObjectInfo]: ...
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        """Objects whose key starts with ``prefix`` (a plain string prefix; recursive), sorted by key.
+        ``content_type`` is empty in listings (S3 lists none): use :meth:`stat` for it."""
 
-    async def delete(self, key: str) -> None: ...
+    async def delete(self, key: str) -> None:
+        """Deleting a missing key is not an error."""
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many."""

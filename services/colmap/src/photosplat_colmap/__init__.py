@@ -1,0 +1,1 @@
+"""The colmap worker service: ImagesValidated in, SfmDone (or StageFailed) out."""

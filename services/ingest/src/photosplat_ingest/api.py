@@ -1,0 +1,284 @@
+"""HTTP edge of ingest: parses requests, owns the database session, maps failures to 4xx.
+
+- ``POST /recon/jobs``: multipart photos in, a validated job out (201);
+- ``POST /recon/uploads``: declare files, get presigned PUT URLs (201);
+- ``POST /recon/jobs/{job_id}/submit``: validate what was uploaded and start the job (200).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from photosplat_libs import keys
+from photosplat_libs.db.engine import Database
+from photosplat_libs.db.outbox import OutboxRelay, add_to_outbox
+from photosplat_libs.events import ImageInfo, JobOptions, Stage
+from photosplat_libs.security import hash_token, looks_like_token, new_token, same, unseal_pub_key
+from photosplat_libs.store import ObjectNotFound, ObjectStore
+
+from photosplat_ingest import repository
+from photosplat_ingest.intake import Intake, delete_quietly, store_images
+from photosplat_ingest.jobs import NewJob, parse_options, submission_events
+from photosplat_ingest.settings import IngestSettings
+from photosplat_ingest.validation import (
+    FileError,
+    Limits,
+    Rule,
+    ValidationFailed,
+    check_count,
+    check_declared,
+    display_name,
+    extension,
+)
+
+log = logging.getLogger(__name__)
+
+# Declared extensions -> the Content-Type the client sends with its PUT.
+UPLOAD_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+
+
+@dataclass
+class IngestContext:
+    settings: IngestSettings
+    store: ObjectStore
+    db: Database
+    relay: OutboxRelay
+    decode_slots: asyncio.Semaphore
+
+    @property
+    def limits(self) -> Limits:
+        s = self.settings
+        return Limits(s.max_file_bytes, s.max_pixels, s.min_side, s.min_files, s.max_files)
+
+    def links(self, job_id: uuid.UUID, pub_key: str | None) -> dict[str, str | None]:
+        viewer = self.settings.public_url(f"/v/{pub_key}") if pub_key else None
+        return {"status_url": self.settings.public_url(f"/recon/jobs/{job_id}"), "viewer_url": viewer}
+
+
+class DeclaredFile(BaseModel):
+    name: str = Field(max_length=1000)
+    size: int = Field(ge=0)
+    content_type: str = ""
+
+
+class UploadRequest(BaseModel):
+    files: list[DeclaredFile] = Field(default_factory=list)
+    original_resolution: bool = False
+    preset: str = "standard"
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and looks_like_token(value) else None
+
+
+def _rejected(exc: ValidationFailed) -> HTTPException:
+    return HTTPException(status_code=400, detail=exc.detail())
+
+
+def build_router(ctx: IngestContext) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/recon/jobs", status_code=201)
+    async def create_job(request: Request) -> JSONResponse:
+        token = bearer_token(request) or new_token()
+        try:
+            body = await _create_job(ctx, request, token)
+        except ValidationFailed as exc:
+            raise _rejected(exc) from exc
+        return JSONResponse(body, status_code=201)
+
+    @router.post("/recon/uploads", status_code=201)
+    async def declare_uploads(declaration: UploadRequest, request: Request) -> JSONResponse:
+        token = bearer_token(request) or new_token()
+        try:
+            body = await _declare_uploads(ctx, declaration, token)
+        except ValidationFailed as exc:
+            raise _rejected(exc) from exc
+        return JSONResponse(body, status_code=201)
+
+    @router.post("/recon/jobs/{job_id}/submit")
+    async def submit_uploads(job_id: uuid.UUID, request: Request) -> dict[str, Any]:
+        token = bearer_token(request)
+        if token is None:
+            raise HTTPException(
+                401, "an owner token is required: Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
+            )
+        try:
+            return await _submit_uploads(ctx, job_id, token)
+        except ValidationFailed as exc:
+            raise _rejected(exc) from exc
+
+    return router
+
+
+async def _create_job(ctx: IngestContext, request: Request, token: str) -> dict[str, Any]:
+    limits = ctx.limits
+    try:
+        form = await request.form(max_files=limits.max_files, max_fields=20)
+    except StarletteHTTPException as exc:
+        # Starlette refuses a multipart body with more files than max_files, or a malformed one.
+        rule = Rule.MAX_FILES if "too many files" in str(exc.detail).lower() else Rule.FORMAT
+        message = f"at most {limits.max_files} photos are accepted" if rule is Rule.MAX_FILES else str(exc.detail)
+        raise ValidationFailed([FileError(None, rule, message)]) from exc
+    try:
+        options = parse_options(form.get("original_resolution"), form.get("preset"))
+        parts = form.getlist("files")
+        if (too_many := check_count(len(parts), limits)) and too_many.rule is Rule.MAX_FILES:
+            raise ValidationFailed([too_many])
+        with tempfile.TemporaryDirectory(prefix="photosplat-ingest-") as workdir:
+            intake = Intake(limits, Path(workdir), ctx.decode_slots)
+            if too_many:
+                intake.reject(too_many)
+            for index, part in enumerate(parts):
+                await _take_part(intake, index, part)
+            intake.raise_if_rejected()
+            job = NewJob.mint(token)
+            images = await store_images(ctx.store, job.id, intake.accepted)
+        await _commit_submission(ctx, job, options, images)
+    finally:
+        await form.close()
+    return {
+        "job_id": str(job.id),
+        "pub_key": job.pub_key,
+        "token": token,
+        "status": "PENDING",
+        "image_count": len(images),
+        "original_resolution": options.original_resolution,
+        **ctx.links(job.id, job.pub_key),
+    }
+
+
+async def _take_part(intake: Intake, index: int, part: UploadFile | str) -> None:
+    if not isinstance(part, UploadFile):
+        intake.reject(FileError(f"files[{index}]", Rule.FORMAT, "a text field where a file was expected"))
+        return
+    name = display_name(part.filename, index)
+    if problem := check_declared(name, part.size, intake.limits):
+        intake.reject(problem)
+        return
+    await intake.add(index, name, await part.read())
+
+
+async def _commit_submission(ctx: IngestContext, job: NewJob, options: JobOptions, images: list[ImageInfo]) -> None:
+    """The job row and its two events in one transaction (outbox); the images are already stored
+    and are removed again if the transaction fails."""
+    try:
+        async with ctx.db.transaction() as session:
+            repository.add_job(session, job.row(options, stage=Stage.SFM, image_count=len(images), uploads=[]))
+            add_to_outbox(session, *submission_events(job.id, hash_token(job.pub_key), options, images))
+    except BaseException:
+        await ctx.store.delete_prefix(keys.job_prefix(job.id))
+        raise
+    ctx.relay.notify()
+
+
+async def _declare_uploads(ctx: IngestContext, declaration: UploadRequest, token: str) -> dict[str, Any]:
+    limits = ctx.limits
+    options = parse_options(declaration.original_resolution, declaration.preset)
+    errors = [e for e in [check_count(len(declaration.files), limits)] if e]
+    names = [display_name(f.name, i) for i, f in enumerate(declaration.files)]
+    if not any(e.rule is Rule.MAX_FILES for e in errors):
+        errors += [
+            e for name, f in zip(names, declaration.files, strict=True) if (e := check_declared(name, f.size, limits))
+        ]
+    if errors:
+        raise ValidationFailed(errors)
+    job = NewJob.mint(token)
+    uploads = [
+        {"name": name, "key": keys.incoming(job.id, i, extension(name)), "size": f.size}
+        for i, (name, f) in enumerate(zip(names, declaration.files, strict=True))
+    ]
+    ttl = timedelta(seconds=ctx.settings.upload_url_ttl_seconds)
+    expires_at = datetime.now(timezone.utc) + ttl
+    urls = [await ctx.store.presigned_put(u["key"], ttl) for u in uploads]
+    async with ctx.db.transaction() as session:
+        repository.add_job(session, job.row(options, stage=Stage.UPLOAD, image_count=len(uploads), uploads=uploads))
+    return {
+        "job_id": str(job.id),
+        "pub_key": job.pub_key,
+        "token": token,
+        "expires_at": expires_at.isoformat(),
+        "submit_url": ctx.settings.public_url(f"/recon/jobs/{job.id}/submit"),
+        "uploads": [
+            {
+                "name": u["name"],
+                "key": u["key"],
+                "url": url,
+                "method": "PUT",
+                "headers": {"Content-Type": UPLOAD_CONTENT_TYPES[extension(u["name"])]},
+            }
+            for u, url in zip(uploads, urls, strict=True)
+        ],
+    }
+
+
+async def _submit_uploads(ctx: IngestContext, job_id: uuid.UUID, token: str) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        job = await repository.get_job(session, job_id)
+    # A job of someone else answers exactly like a missing one: ids are not a secret worth probing.
+    if job is None or not same(job.owner_hash, hash_token(token)):
+        raise HTTPException(404, "no such job")
+    if job.stage != Stage.UPLOAD.value:
+        raise HTTPException(409, f"this job was already submitted (stage {job.stage!r})")
+    options = JobOptions.model_validate(job.options)
+    incoming = [u["key"] for u in job.uploads]
+    with tempfile.TemporaryDirectory(prefix="photosplat-ingest-") as workdir:
+        intake = Intake(ctx.limits, Path(workdir), ctx.decode_slots)
+        bad = [u["key"] for i, u in enumerate(job.uploads) if not await _take_uploaded(ctx, intake, i, u)]
+        if intake.errors:
+            # The client may upload these again (its URLs may still be valid) and submit again.
+            await delete_quietly(ctx.store, bad)
+            intake.raise_if_rejected()
+        images = await store_images(ctx.store, job_id, intake.accepted)
+    try:
+        async with ctx.db.transaction() as session:
+            moved = await repository.mark_uploaded(session, job_id, len(images))
+            if moved:
+                add_to_outbox(session, *submission_events(job_id, job.pub_key_hash, options, images))
+    except BaseException:
+        # The uploads stay in place: the client can simply submit again.
+        await delete_quietly(ctx.store, [image.key for image in images])
+        raise
+    if not moved:
+        # A concurrent submit won; it wrote the same sanitised images, so nothing to undo.
+        raise HTTPException(409, "this job was already submitted")
+    ctx.relay.notify()
+    await delete_quietly(ctx.store, incoming)
+    pub_key = unseal_pub_key(job.pub_key_sealed, token, str(job_id))
+    return {
+        "job_id": str(job_id),
+        "status": "PENDING",
+        "image_count": len(images),
+        "original_resolution": options.original_resolution,
+        **ctx.links(job_id, pub_key),
+    }
+
+
+async def _take_uploaded(ctx: IngestContext, intake: Intake, index: int, upload: dict[str, Any]) -> bool:
+    """Validate one presigned upload; False when it is missing or rejected."""
+    name, key = upload["name"], upload["key"]
+    try:
+        info = await ctx.store.stat(key)
+    except ObjectNotFound:
+        intake.reject(FileError(name, Rule.MISSING, "this file was declared but never uploaded"))
+        return False
+    # A presigned S3 PUT cannot cap its size, so the limit is enforced before downloading.
+    if problem := check_declared(name, info.size, intake.limits):
+        intake.reject(problem)
+        return False
+    return await intake.add(index, name, await ctx.store.get(key))

@@ -1,0 +1,107 @@
+"""Validating the files of one request, then storing them: every file is checked before any object
+is written, and a failure while writing removes what was written (DESIGN §6: nothing half-created)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from photosplat_libs import keys
+from photosplat_libs.events import ImageInfo
+from photosplat_libs.store import ObjectStore
+
+from photosplat_ingest.validation import (
+    FileError,
+    FileRejected,
+    Limits,
+    Rule,
+    SanitizedImage,
+    ValidationFailed,
+    sanitize,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AcceptedImage:
+    index: int
+    name: str
+    # The sanitised bytes, on local disk until every file of the request has passed.
+    path: Path
+    image: SanitizedImage
+
+
+class Intake:
+    """Collects the verdicts on one request's files. Sanitised images wait in ``workdir`` rather
+    than in memory, so a request of hundreds of photos holds one decoded image at a time."""
+
+    def __init__(self, limits: Limits, workdir: Path, decode_slots: asyncio.Semaphore) -> None:
+        self.limits = limits
+        self.errors: list[FileError] = []
+        self.accepted: list[AcceptedImage] = []
+        self._workdir, self._slots = workdir, decode_slots
+        self._first_name_by_digest: dict[str, str] = {}
+
+    def reject(self, error: FileError) -> None:
+        self.errors.append(error)
+
+    async def add(self, index: int, name: str, data: bytes) -> bool:
+        """Validate one file; returns whether it was accepted."""
+        async with self._slots:
+            try:
+                image = await asyncio.to_thread(sanitize, data, self.limits)
+            except FileRejected as exc:
+                self.reject(FileError(name, exc.rule, exc.message))
+                return False
+        first = self._first_name_by_digest.setdefault(image.source_sha256, name)
+        if first is not name:
+            # The same photo twice adds no view, only a zero-baseline pair that confuses SfM.
+            self.reject(FileError(name, Rule.DUPLICATE, f"identical to {first!r}"))
+            return False
+        path = self._workdir / f"{index:04d}{image.ext}"
+        await asyncio.to_thread(path.write_bytes, image.data)
+        self.accepted.append(AcceptedImage(index, name, path, replace(image, data=b"")))
+        return True
+
+    def raise_if_rejected(self) -> None:
+        if self.errors:
+            raise ValidationFailed(self.errors)
+
+
+async def store_images(store: ObjectStore, job_id: uuid.UUID, accepted: list[AcceptedImage]) -> list[ImageInfo]:
+    """Write the sanitised images under the job's image keys; all of them or none."""
+    written: list[str] = []
+    infos: list[ImageInfo] = []
+    try:
+        for item in accepted:
+            key = keys.image(job_id, item.index, item.image.ext)
+            await store.put_file(key, str(item.path), item.image.content_type)
+            written.append(key)
+            infos.append(
+                ImageInfo(
+                    key=key,
+                    name=item.name,
+                    width=item.image.width,
+                    height=item.image.height,
+                    bytes=item.path.stat().st_size,
+                    focal_length_px=item.image.focal_length_px,
+                    camera=item.image.camera,
+                )
+            )
+    except BaseException:
+        await delete_quietly(store, written)
+        raise
+    return infos
+
+
+async def delete_quietly(store: ObjectStore, object_keys: list[str]) -> None:
+    """Best-effort cleanup: a failure here must not hide the error that made it necessary."""
+    for key in object_keys:
+        try:
+            await store.delete(key)
+        except Exception:
+            log.exception("could not delete %s", key)

@@ -1,0 +1,302 @@
+"""HTTP rules of ingest on the embedded adapters (memory bus, folder store, SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from PIL import ExifTags, Image
+from sqlalchemy import func, select
+
+from photosplat_ingest.app import create
+from photosplat_ingest.settings import IngestSettings
+from photosplat_libs.bus import Delivery, QueueSpec
+from photosplat_libs.bus.memory import MemoryBus
+from photosplat_libs.db import Database
+from photosplat_libs.db.models import Job, OutboxMessage
+from photosplat_libs.events import Envelope, ImagesValidated, JobSubmitted
+from photosplat_libs.security import hash_token, new_token, unseal_pub_key
+from photosplat_libs.service import Deps
+from photosplat_libs.store.folder import FolderStore
+
+BASE = "http://testserver"
+
+
+@dataclass
+class Harness:
+    client: httpx.AsyncClient
+    db: Database
+    store: FolderStore
+    root: Path
+    events: asyncio.Queue[Envelope]
+
+    async def next_events(self, count: int) -> list[Envelope]:
+        return [await asyncio.wait_for(self.events.get(), 5) for _ in range(count)]
+
+    async def job_count(self) -> int:
+        async with self.db.transaction() as session:
+            return await session.scalar(select(func.count()).select_from(Job)) or 0
+
+    async def outbox_count(self) -> int:
+        async with self.db.transaction() as session:
+            return await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+
+    async def job(self, job_id: str) -> Job:
+        async with self.db.transaction() as session:
+            job = await session.get(Job, uuid.UUID(job_id))
+        assert job is not None
+        return job
+
+
+@pytest.fixture
+async def harness(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = IngestSettings(public_base_url=BASE, max_files=5)
+    bus = MemoryBus()
+    root = tmp_path / "objects"
+    store = FolderStore(root, public_url=BASE, signing_secret="test-secret")
+    db = Database(sqlite_url)
+    await bus.start()
+    await store.ensure_ready()
+    events: asyncio.Queue[Envelope] = asyncio.Queue()
+
+    async def collect(event: Envelope, _delivery: Delivery) -> None:
+        events.put_nowait(event)
+
+    await bus.consume(QueueSpec("test.ingest", (JobSubmitted.routing_key, ImagesValidated.routing_key)), collect)
+    service = create(settings, Deps(bus=bus, store=store, db=db))
+    app = FastAPI()
+    assert service.router is not None
+    app.include_router(service.router)
+    await service.start()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        yield Harness(client, db, store, root, events)
+    await service.stop()
+    await bus.close()
+    await db.dispose()
+
+
+def _files(*items: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", (name, data, "image/jpeg")) for name, data in items]
+
+
+async def test_multipart_upload_creates_job_and_events(harness: Harness, make_photo) -> None:
+    token = new_token()
+    photos = [
+        ("a.jpg", make_photo(seed=1, gps=True, focal_35=28)),
+        ("../evil.jpg", make_photo(seed=2)),
+        ("c.png", make_photo(seed=3, fmt="PNG")),
+    ]
+
+    response = await harness.client.post(
+        "/recon/jobs",
+        files=_files(*photos),
+        data={"original_resolution": "true", "preset": "fast"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    job_id, pub_key = body["job_id"], body["pub_key"]
+    assert body["token"] == token and len(pub_key) == 32 and body["original_resolution"] is True
+    assert body["status_url"] == f"{BASE}/recon/jobs/{job_id}"
+    assert body["viewer_url"] == f"{BASE}/v/{pub_key}"
+    job = await harness.job(job_id)
+    assert (job.status, job.stage, job.image_count) == ("PENDING", "sfm", 3)
+    assert job.owner_hash == hash_token(token) and job.pub_key_hash == hash_token(pub_key)
+    assert unseal_pub_key(job.pub_key_sealed, token, job_id) == pub_key
+    assert job.options["preset"] == "fast" and job.options["original_resolution"] is True
+
+    submitted, validated = await harness.next_events(2)
+    assert isinstance(submitted, JobSubmitted) and isinstance(validated, ImagesValidated)
+    assert submitted.pub_key_hash == hash_token(pub_key) and submitted.image_count == 3
+    assert [i.key for i in validated.images] == [
+        f"jobs/{job_id}/images/0000.jpg",
+        f"jobs/{job_id}/images/0001.jpg",
+        f"jobs/{job_id}/images/0002.png",
+    ]
+    assert [i.name for i in validated.images] == ["a.jpg", "../evil.jpg", "c.png"]
+    first = validated.images[0]
+    assert (first.width, first.height, first.camera) == (160, 120, "Canon EOS 5D")
+    assert first.focal_length_px == pytest.approx(28 / 36 * 160)
+    stored = Image.open(io.BytesIO(await harness.store.get(first.key)))
+    assert stored.getexif().get_ifd(ExifTags.IFD.GPSInfo) == {}
+    assert first.bytes == (await harness.store.stat(first.key)).size
+    # Nothing was written outside the store, whatever the client called its files.
+    assert not (harness.root.parent / "evil.jpg").exists()
+
+
+async def test_request_without_token_gets_a_new_one(harness: Harness, make_photo) -> None:
+    photos = [(f"{i}.jpg", make_photo(seed=i)) for i in range(3)]
+    response = await harness.client.post(
+        "/recon/jobs", files=_files(*photos), headers={"Authorization": "Bearer short"}
+    )
+    assert response.status_code == 201
+    token = response.json()["token"]
+    assert token != "short" and (await harness.job(response.json()["job_id"])).owner_hash == hash_token(token)
+
+
+async def test_rejected_upload_names_every_bad_file_and_stores_nothing(harness: Harness, make_photo) -> None:
+    good = make_photo(seed=1)
+    truncated = make_photo(400, 300, seed=2)
+    photos = [
+        ("good.jpg", good),
+        ("notes.jpg", b"just text"),
+        ("half.jpg", truncated[: len(truncated) // 2]),
+        ("tiny.jpg", make_photo(99, 99)),
+        ("doc.pdf", b"%PDF-1.4"),
+    ]
+
+    response = await harness.client.post("/recon/jobs", files=_files(*photos))
+
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert {(e["file"], e["rule"]) for e in detail["errors"]} == {
+        ("notes.jpg", "format"),
+        ("half.jpg", "corrupt"),
+        ("tiny.jpg", "min_side"),
+        ("doc.pdf", "extension"),
+    }
+    assert "4 file(s)" in detail["message"]
+    assert await harness.job_count() == 0 and await harness.outbox_count() == 0
+    assert await harness.store.list("jobs/") == []
+
+
+async def test_file_count_limits(harness: Harness, make_photo) -> None:
+    none = await harness.client.post("/recon/jobs", data={"preset": "standard"})
+    two = await harness.client.post(
+        "/recon/jobs", files=_files(("a.jpg", make_photo(seed=1)), ("b.jpg", make_photo(seed=2)))
+    )
+    six = await harness.client.post("/recon/jobs", files=_files(*[(f"{i}.jpg", b"x") for i in range(6)]))
+
+    for response, rule in ((none, "min_files"), (two, "min_files"), (six, "max_files")):
+        assert response.status_code == 400
+        assert [e["rule"] for e in response.json()["detail"]["errors"]] == [rule]
+    assert "at least 3" in none.json()["detail"]["message"]
+    assert await harness.job_count() == 0
+
+
+async def test_duplicate_photo_and_bad_options_are_refused(harness: Harness, make_photo) -> None:
+    photo = make_photo(seed=7)
+    dup = await harness.client.post(
+        "/recon/jobs", files=_files(("a.jpg", photo), ("b.jpg", photo), ("c.jpg", make_photo(seed=8)))
+    )
+    preset = await harness.client.post(
+        "/recon/jobs", data={"preset": "../../etc"}, files=_files(*[(f"{i}.jpg", make_photo(seed=i)) for i in range(3)])
+    )
+
+    assert [(e["file"], e["rule"]) for e in dup.json()["detail"]["errors"]] == [("b.jpg", "duplicate")]
+    assert preset.status_code == 400 and preset.json()["detail"]["errors"][0]["rule"] == "options"
+
+
+async def _declare(harness: Harness, names: list[str], token: str | None = None) -> httpx.Response:
+    files = [{"name": n, "size": 1000, "content_type": "image/jpeg"} for n in names]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await harness.client.post("/recon/uploads", json={"files": files, "preset": "standard"}, headers=headers)
+
+
+async def test_presigned_flow(harness: Harness, make_photo) -> None:
+    declared = await _declare(harness, ["a.jpg", "b.jpeg", "c.png"])
+    assert declared.status_code == 201, declared.text
+    body = declared.json()
+    job_id, token = body["job_id"], body["token"]
+    assert body["submit_url"] == f"{BASE}/recon/jobs/{job_id}/submit"
+    job = await harness.job(job_id)
+    assert (job.stage, job.status) == ("upload", "PENDING") and [u["name"] for u in job.uploads] == [
+        "a.jpg",
+        "b.jpeg",
+        "c.png",
+    ]
+    for i, upload in enumerate(body["uploads"]):
+        assert upload["method"] == "PUT" and upload["key"].startswith(f"jobs/{job_id}/incoming/")
+        fmt = "PNG" if upload["name"].endswith(".png") else "JPEG"
+        put = await harness.client.put(upload["url"], content=make_photo(seed=i, fmt=fmt), headers=upload["headers"])
+        assert put.status_code == 200, put.text
+    assert harness.events.empty()  # no event before the submit
+
+    no_token = await harness.client.post(f"/recon/jobs/{job_id}/submit")
+    stranger = await harness.client.post(
+        f"/recon/jobs/{job_id}/submit", headers={"Authorization": f"Bearer {new_token()}"}
+    )
+    unknown = await harness.client.post(
+        f"/recon/jobs/{uuid.uuid4()}/submit", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert (no_token.status_code, stranger.status_code, unknown.status_code) == (401, 404, 404)
+
+    submitted = await harness.client.post(f"/recon/jobs/{job_id}/submit", headers={"Authorization": f"Bearer {token}"})
+
+    assert submitted.status_code == 200, submitted.text
+    assert submitted.json()["viewer_url"] == f"{BASE}/v/{body['pub_key']}"
+    _, validated = await harness.next_events(2)
+    assert isinstance(validated, ImagesValidated)
+    assert [i.key for i in validated.images] == [
+        f"jobs/{job_id}/images/0000.jpg",
+        f"jobs/{job_id}/images/0001.jpg",
+        f"jobs/{job_id}/images/0002.png",
+    ]
+    assert await harness.store.list(f"jobs/{job_id}/incoming/") == []
+    assert (await harness.job(job_id)).stage == "sfm"
+    again = await harness.client.post(f"/recon/jobs/{job_id}/submit", headers={"Authorization": f"Bearer {token}"})
+    assert again.status_code == 409
+
+
+async def test_presigned_submit_with_bad_files_can_be_fixed(harness: Harness, make_photo) -> None:
+    body = (await _declare(harness, ["a.jpg", "b.jpg", "c.jpg"])).json()
+    job_id, auth = body["job_id"], {"Authorization": f"Bearer {body['token']}"}
+    a, b, c = body["uploads"]
+    await harness.client.put(a["url"], content=make_photo(seed=1), headers=a["headers"])
+    await harness.client.put(b["url"], content=b"not an image", headers=b["headers"])
+
+    refused = await harness.client.post(f"/recon/jobs/{job_id}/submit", headers=auth)
+
+    assert refused.status_code == 400
+    assert {(e["file"], e["rule"]) for e in refused.json()["detail"]["errors"]} == {
+        ("b.jpg", "format"),
+        ("c.jpg", "missing"),
+    }
+    assert [o.key for o in await harness.store.list(f"jobs/{job_id}/")] == [a["key"]]
+    assert (await harness.job(job_id)).stage == "upload" and await harness.outbox_count() == 0
+
+    await harness.client.put(b["url"], content=make_photo(seed=2), headers=b["headers"])
+    await harness.client.put(c["url"], content=make_photo(seed=3), headers=c["headers"])
+    accepted = await harness.client.post(f"/recon/jobs/{job_id}/submit", headers=auth)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["image_count"] == 3
+
+
+async def test_declaration_is_checked(harness: Harness) -> None:
+    bad = await harness.client.post(
+        "/recon/uploads",
+        json={
+            "files": [
+                {"name": "a.jpg", "size": 10},
+                {"name": "b.gif", "size": 10},
+                {"name": "c.jpg", "size": 60 * 1024 * 1024},
+            ]
+        },
+    )
+    few = await _declare(harness, ["a.jpg"])
+
+    assert bad.status_code == 400
+    assert {(e["file"], e["rule"]) for e in bad.json()["detail"]["errors"]} == {
+        ("b.gif", "extension"),
+        ("c.jpg", "max_bytes"),
+    }
+    assert few.status_code == 400 and few.json()["detail"]["errors"][0]["rule"] == "min_files"
+    assert await harness.job_count() == 0
+
+
+async def test_presigned_url_is_scoped_to_its_object(harness: Harness, make_photo) -> None:
+    body = (await _declare(harness, ["a.jpg", "b.jpg", "c.jpg"])).json()
+    url = body["uploads"][0]["url"]
+    other = url.replace("/incoming/0000.jpg", "/incoming/0001.jpg")
+
+    response = await harness.client.put(other, content=make_photo(), headers={"Content-Type": "image/jpeg"})
+
+    assert response.status_code == 403

@@ -1,0 +1,49 @@
+"""Composition root of the status service."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+
+from photosplat_libs import topology
+from photosplat_libs.db import Database
+from photosplat_libs.db.outbox import OutboxRelay
+from photosplat_libs.service import Deps
+from photosplat_status.api import JobApi
+from photosplat_status.dashboard import Dashboard
+from photosplat_status.projection import dead_letter_consumer, event_consumer
+from photosplat_status.recovery import Recovery
+from photosplat_status.settings import StatusSettings
+
+log = logging.getLogger(__name__)
+
+
+class StatusService:
+    name = "status"
+
+    def __init__(self, settings: StatusSettings, deps: Deps, db: Database) -> None:
+        self._deps, self._db = deps, db
+        self.relay = OutboxRelay(db, deps.bus)
+        self.recovery = Recovery(settings, db, deps.store, deps.bus, self.relay)
+        self.router: APIRouter | None = APIRouter()
+        self.router.include_router(JobApi(settings, db, deps.store, deps.bus, self.relay).router())
+        self.router.include_router(Dashboard(settings, db).router())
+
+    async def start(self) -> None:
+        await topology.declare_topology(self._deps.bus)
+        self.relay.start()
+        await self._deps.bus.consume(topology.STATUS_EVENTS, event_consumer(self._db, self._deps.store))
+        await self._deps.bus.consume(topology.STATUS_DEAD_LETTERS, dead_letter_consumer(self._db, self._deps.store))
+        await self.recovery.run_once(at_start=True)
+        self.recovery.start()
+
+    async def stop(self) -> None:
+        await self.recovery.stop()
+        await self.relay.stop()
+
+
+def create(settings: StatusSettings, deps: Deps) -> StatusService:
+    if deps.db is None:
+        raise ValueError("the status service needs a database (Deps.db)")
+    return StatusService(settings, deps, deps.db)

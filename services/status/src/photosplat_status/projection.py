@@ -1,0 +1,283 @@
+"""The projection of every event into the job rows (DESIGN §3-§5).
+
+The edge (:func:`project`) owns the transaction: it locks the job row, skips an event it has
+applied before (by event id), records it and calls the one handler registered for its type.
+Handlers are plain ``async (event, ctx)`` functions that follow :mod:`photosplat_status.jobstate`,
+so late, duplicated or reordered events change nothing they should not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from photosplat_libs import keys, topology
+from photosplat_libs.bus import Delivery
+from photosplat_libs.db import Database
+from photosplat_libs.db.models import ErrorLog, Job, JobStatus, LogLine
+from photosplat_libs.events import (
+    CancelRequested,
+    Envelope,
+    ImagesValidated,
+    JobDeleted,
+    JobSubmitted,
+    LogLines,
+    SfmDone,
+    Stage,
+    StageFailed,
+    StageProgress,
+    StageStarted,
+    TrainingDone,
+)
+from photosplat_libs.store import ObjectStore
+from photosplat_status import jobstate
+from photosplat_status import repository as repo
+
+log = logging.getLogger(__name__)
+
+MAX_CURVE_POINTS = 400
+MAX_LOG_LINE_CHARS = 2000
+WORKER_CRASHED = "WorkerCrashed"
+RETRY_BASE_SECONDS = 0.2
+RETRY_MAX_SECONDS = 20.0
+
+
+@dataclass
+class Ctx:
+    session: AsyncSession
+    job: Job
+    now: datetime
+
+
+Handler = Callable[[Any, Ctx], Awaitable[None]]
+
+
+async def record_only(event: Envelope, ctx: Ctx) -> None:
+    """Kept in the events table (audit trail); the row already says what the event means."""
+
+
+async def on_images_validated(event: ImagesValidated, ctx: Ctx) -> None:
+    job = ctx.job
+    if jobstate.is_terminal(job):
+        return
+    job.image_count = len(event.images)
+    jobstate.enter(job, Stage.SFM, event.attempt)
+    # The lease of a queued job counts from its dispatch.
+    jobstate.heartbeat(job, event.occurred_at)
+
+
+async def on_stage_started(event: StageStarted, ctx: Ctx) -> None:
+    job = ctx.job
+    if jobstate.is_terminal(job):
+        return
+    jobstate.heartbeat(job, event.occurred_at)
+    if jobstate.enter(job, event.stage, event.attempt):
+        jobstate.set_running(job, event.occurred_at)
+        if event.worker:
+            job.stats = {**job.stats, "worker": event.worker}
+
+
+async def on_stage_progress(event: StageProgress, ctx: Ctx) -> None:
+    job = ctx.job
+    if jobstate.is_terminal(job):
+        return
+    jobstate.heartbeat(job, event.occurred_at)
+    if not jobstate.enter(job, event.stage, event.attempt) or event.fraction < job.progress:
+        return
+    jobstate.set_running(job, event.occurred_at)
+    job.progress = event.fraction
+    job.eta_seconds = event.eta_seconds
+    if event.metrics:
+        job.metrics = {**job.metrics, "latest": {"stage": event.stage.value, **event.metrics}}
+        _extend_curve(job, event.metrics)
+
+
+def _extend_curve(job: Job, metrics: dict[str, float]) -> None:
+    step = metrics.get("step", metrics.get("iteration"))
+    if step is None or not ({"loss", "psnr"} & metrics.keys()):
+        return
+    point = {"step": int(step), "loss": metrics.get("loss"), "psnr": metrics.get("psnr")}
+    # A restarted attempt resumes from a checkpoint: its points replace those from that step on.
+    curve = [p for p in job.stats.get("curve", []) if p["step"] < point["step"]] + [point]
+    if len(curve) > MAX_CURVE_POINTS:
+        # Halve the resolution rather than drop the start: the whole run stays visible.
+        curve = curve[:-1][::2] + [curve[-1]]
+    job.stats = {**job.stats, "curve": curve}
+
+
+async def on_log_lines(event: LogLines, ctx: Ctx) -> None:
+    stage = event.stage.value if event.stage else None
+    for line in event.lines:
+        ctx.session.add(
+            LogLine(job_id=event.job_id, stage=stage, line=line[:MAX_LOG_LINE_CHARS], created_at=event.occurred_at)
+        )
+
+
+async def on_sfm_done(event: SfmDone, ctx: Ctx) -> None:
+    job = ctx.job
+    if jobstate.is_terminal(job):
+        return
+    job.registered_image_count = event.registered_images
+    sfm = {
+        "registered_images": event.registered_images,
+        "total_images": event.total_images,
+        "points": event.points,
+        "reprojection_error": event.reprojection_error,
+        **event.stats,
+    }
+    job.stats = {**job.stats, "sfm": sfm}
+    # SfmDone is the trainer's work request: the job now waits for (or runs) training.
+    jobstate.enter(job, Stage.TRAIN, event.attempt)
+    jobstate.heartbeat(job, event.occurred_at)
+
+
+async def on_training_done(event: TrainingDone, ctx: Ctx) -> None:
+    job = ctx.job
+    if jobstate.is_terminal(job):
+        return
+    jobstate.enter(job, Stage.EXPORT, event.attempt)
+    job.progress = 1.0
+    job.gaussian_count = event.gaussian_count
+    job.file_sizes = {e.format: e.bytes for e in event.exports}
+    job.outputs = {e.format: e.key for e in event.exports}
+    held_out = {name: value for name, value in (("psnr", event.psnr), ("ssim", event.ssim)) if value is not None}
+    job.metrics = {**job.metrics, **held_out}
+    extra: dict[str, Any] = {"timings": event.timings}
+    if event.thumbnail_key:
+        extra["thumbnail_key"] = event.thumbnail_key
+    job.stats = {**job.stats, **extra}
+    jobstate.set_running(job, event.occurred_at)
+    jobstate.finish(job, JobStatus.DONE, event.occurred_at)
+
+
+async def on_stage_failed(event: StageFailed, ctx: Ctx) -> None:
+    # Every failure is kept, also a retried one and one that arrives after the job ended.
+    ctx.session.add(
+        ErrorLog(
+            job_id=event.job_id,
+            stage=event.stage.value,
+            error_type=event.error_type[:200],
+            message=event.message,
+            traceback=event.traceback,
+            attempt=event.attempt,
+            final=event.final,
+            created_at=event.occurred_at,
+        )
+    )
+    job = ctx.job
+    if jobstate.is_terminal(job):
+        return
+    jobstate.heartbeat(job, event.occurred_at)
+    if event.final:
+        jobstate.fail(job, event.stage.value, event.message, event.occurred_at)
+
+
+HANDLERS: dict[type[Envelope], Handler] = {
+    JobSubmitted: record_only,
+    ImagesValidated: on_images_validated,
+    StageStarted: on_stage_started,
+    StageProgress: on_stage_progress,
+    LogLines: on_log_lines,
+    SfmDone: on_sfm_done,
+    TrainingDone: on_training_done,
+    StageFailed: on_stage_failed,
+    CancelRequested: record_only,
+    JobDeleted: record_only,
+}
+
+
+async def project(db: Database, store: ObjectStore, event: Envelope) -> None:
+    """Apply one event exactly once. Raising leaves the message for redelivery."""
+    now = datetime.now(timezone.utc)
+    async with db.transaction() as session:
+        job = await repo.lock_job(session, event.job_id)
+        if job is not None:
+            if await repo.is_processed(session, event.event_id):
+                return
+            repo.add_processed(session, event, now)
+            await HANDLERS[type(event)](event, Ctx(session, job, now))
+            return
+    await forget_deleted(store, event)
+
+
+async def forget_deleted(store: ObjectStore, event: Envelope) -> None:
+    """Ingest creates every job row before its first event, so a missing row means the job was
+    deleted. A worker that was still running may have written objects since: remove them again."""
+    removed = await store.delete_prefix(keys.job_prefix(event.job_id))
+    log.info("ignored %s of deleted job %s (removed %d late objects)", event.type, event.job_id, removed)
+
+
+# The stage whose worker consumes each work request, and how often its queue delivers one.
+_WORK_QUEUES: dict[type[Envelope], tuple[Stage, topology.QueueSpec]] = {
+    ImagesValidated: (Stage.SFM, topology.COLMAP_WORK),
+    SfmDone: (Stage.TRAIN, topology.TRAINER_WORK),
+}
+
+
+async def on_dead_letter(db: Database, store: ObjectStore, event: Envelope) -> None:
+    """A message some queue gave up on. The bus does not say which queue: a work request that status
+    has already applied died in its worker's queue (the worker crashed on it every time); anything
+    else died in status's own queue (e.g. the database was down through every delivery), so it is
+    applied now (projection is idempotent)."""
+    work = _WORK_QUEUES.get(type(event))
+    if work is not None:
+        async with db.transaction() as session:
+            job = await repo.lock_job(session, event.job_id)
+            if job is not None and await repo.is_processed(session, event.event_id):
+                stage, queue = work
+                await _record_crash(session, job, event, stage, queue.delivery_limit)
+                return
+    await project(db, store, event)
+
+
+async def _record_crash(session: AsyncSession, job: Job, event: Envelope, stage: Stage, deliveries: int) -> None:
+    # A terminal job has its outcome already (a worker that rejects a job reports StageFailed
+    # first); the same dead letter twice is recorded once.
+    if jobstate.is_terminal(job) or await repo.has_error(session, job.id, WORKER_CRASHED, event.attempt):
+        return
+    message = f"the {stage.value} worker stopped {deliveries} times while processing this job"
+    # Recovery may already have sent a later attempt: then this one is history, not the end.
+    final = event.attempt >= job.attempt
+    now = datetime.now(timezone.utc)
+    session.add(
+        ErrorLog(
+            job_id=job.id,
+            stage=stage.value,
+            error_type=WORKER_CRASHED,
+            message=message,
+            attempt=event.attempt,
+            final=final,
+            created_at=now,
+        )
+    )
+    if final:
+        jobstate.fail(job, stage.value, message, now)
+
+
+def _with_backoff(apply: Callable[[Envelope], Awaitable[None]]) -> Callable[[Envelope, Delivery], Awaitable[None]]:
+    """The bus redelivers a failed message at once; waiting a little longer after each failure
+    spreads the delivery limit over about a minute, so a short database outage does not send
+    every event in flight to the dead letters."""
+
+    async def consume(event: Envelope, delivery: Delivery) -> None:
+        try:
+            await apply(event)
+        except Exception:
+            await asyncio.sleep(min(RETRY_BASE_SECONDS * 2 ** (delivery.delivery_count - 1), RETRY_MAX_SECONDS))
+            raise
+
+    return consume
+
+
+def event_consumer(db: Database, store: ObjectStore) -> Callable[[Envelope, Delivery], Awaitable[None]]:
+    return _with_backoff(lambda event: project(db, store, event))
+
+
+def dead_letter_consumer(db: Database, store: ObjectStore) -> Callable[[Envelope, Delivery], Awaitable[None]]:
+    return _with_backoff(lambda event: on_dead_letter(db, store, event))

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from photosplat_libs.settings import ServiceSettings
+
+MIN_ADMIN_TOKEN_LENGTH = 22  # 22 URL-safe characters carry 128 bits
+_WEAK_TOKENS = frozenset({"admin", "administrator", "changeme", "change-me", "password", "secret", "token", "test"})
+
+
+class StatusSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PHOTOSPLAT_STATUS_", extra="ignore")
+
+    # None disables every admin-only route (403), which is safer than any default value.
+    admin_token: SecretStr | None = None
+    # Base of the links handed to clients (viewer URL).
+    public_base_url: str = "http://127.0.0.1:8000"
+    # A started job whose worker has been silent this long is re-dispatched (workers report at least
+    # every ~30 s while running).
+    lease_seconds: float = Field(default=900.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    recovery_interval_seconds: float = Field(default=60.0, gt=0)
+    # Jobs still waiting for their photos after this long are removed with their objects.
+    upload_ttl_seconds: float = Field(default=24 * 3600.0, gt=0)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _refuse_weak_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        # The blocklist names the classic defaults; the variety rule catches "aaaa..." or "1212...".
+        weak = token.strip().lower() in _WEAK_TOKENS or len(set(token)) < 8
+        if len(token) < MIN_ADMIN_TOKEN_LENGTH or weak:
+            raise ValueError(
+                f"admin_token is too weak: use at least {MIN_ADMIN_TOKEN_LENGTH} random characters "
+                '(python -c "import secrets; print(secrets.token_urlsafe(32))"), or leave it unset to disable admin'
+            )
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")

@@ -1,0 +1,136 @@
+"""What the API returns for a job (the shapes are the API contract)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from photosplat_libs.db.models import ErrorLog, Job, JobStatus
+from photosplat_libs.events import Stage
+
+# The file a viewer loads first, best first: its size is the job's "file size".
+MAIN_FORMATS = ("splat", "ksplat", "spz", "sog", "ply")
+# Share of the whole job each stage stands for (rough wall-time shares of a typical job), for a
+# single progress bar; ``progress`` itself stays per stage.
+STAGE_SPAN: dict[str, tuple[float, float]] = {
+    Stage.UPLOAD: (0.0, 0.02),
+    Stage.VALIDATE: (0.02, 0.05),
+    Stage.SFM: (0.05, 0.30),
+    Stage.TRAIN: (0.30, 0.95),
+    Stage.EXPORT: (0.95, 1.0),
+}
+MIB = 1024 * 1024
+
+
+class JobSummary(BaseModel):
+    job_id: uuid.UUID
+    status: str
+    stage: str
+    # fraction of the current stage done
+    progress: float
+    overall_progress: float
+    # the worker's estimate for the current stage
+    eta_seconds: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    processing_time_seconds: float | None
+    image_count: int
+    registered_image_count: int | None
+    gaussian_count: int | None
+    file_size_mb: float | None
+    viewer_url: str | None
+    error: str | None
+    error_stage: str | None
+    attempt: int
+
+
+class JobStatusView(JobSummary):
+    log_tail: list[str]
+    file_sizes: dict[str, Any]
+    metrics: dict[str, Any]
+    stats: dict[str, Any]
+
+
+class JobPage(BaseModel):
+    items: list[JobSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class ErrorView(BaseModel):
+    stage: str
+    error_type: str
+    message: str
+    traceback: str
+    attempt: int
+    final: bool
+    time: datetime
+
+
+class CancelView(BaseModel):
+    job_id: uuid.UUID
+    status: str
+
+
+def main_file_size_mb(file_sizes: dict[str, Any]) -> float | None:
+    for fmt in (*MAIN_FORMATS, *file_sizes):
+        if fmt in file_sizes:
+            return round(float(file_sizes[fmt]) / MIB, 2)
+    return None
+
+
+def overall_progress(job: Job) -> float:
+    if job.status == JobStatus.DONE:
+        return 1.0
+    start, end = STAGE_SPAN.get(job.stage, (0.0, 1.0))
+    return round(start + (end - start) * job.progress, 4)
+
+
+def summary(job: Job, viewer_url: str | None) -> JobSummary:
+    return JobSummary(
+        job_id=job.id,
+        status=job.status,
+        stage=job.stage,
+        progress=job.progress,
+        overall_progress=overall_progress(job),
+        eta_seconds=job.eta_seconds,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        processing_time_seconds=job.processing_time_seconds,
+        image_count=job.image_count,
+        registered_image_count=job.registered_image_count,
+        gaussian_count=job.gaussian_count,
+        file_size_mb=main_file_size_mb(job.file_sizes),
+        viewer_url=viewer_url,
+        error=job.error_message if job.status == JobStatus.FAILED else None,
+        error_stage=job.error_stage if job.status == JobStatus.FAILED else None,
+        attempt=job.attempt,
+    )
+
+
+def status_view(job: Job, viewer_url: str | None, log_tail: list[str]) -> JobStatusView:
+    return JobStatusView(
+        **summary(job, viewer_url).model_dump(),
+        log_tail=log_tail,
+        file_sizes=job.file_sizes,
+        metrics=job.metrics,
+        stats=job.stats,
+    )
+
+
+def error_view(error: ErrorLog) -> ErrorView:
+    return ErrorView(
+        stage=error.stage,
+        error_type=error.error_type,
+        message=error.message,
+        traceback=error.traceback,
+        attempt=error.attempt,
+        final=error.final,
+        time=error.created_at,
+    )

@@ -1,0 +1,1 @@
+"""The trainer worker service: SfmDone in, TrainingDone (or StageFailed) out."""

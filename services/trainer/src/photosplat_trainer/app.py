@@ -1,0 +1,25 @@
+"""Composition root of the trainer worker."""
+
+from __future__ import annotations
+
+from photosplat_libs import topology
+from photosplat_libs.events import SfmDone, Stage
+from photosplat_libs.service import Deps, Service
+from photosplat_libs.worker import Worker, WorkFn, default_worker_name, expecting
+
+from photosplat_trainer.settings import TrainerSettings
+from photosplat_trainer.work import run_training
+
+
+def create(settings: TrainerSettings, deps: Deps, work: WorkFn | None = None) -> Service:
+    """``work`` replaces the training engine (tests drive the consumer with a small one)."""
+    return Worker(
+        "trainer",
+        Stage.TRAIN,
+        topology.TRAINER_WORK,
+        work or expecting(SfmDone, run_training),
+        deps,
+        worker_name=settings.worker_name or default_worker_name(),
+        heartbeat_seconds=settings.heartbeat_seconds,
+        work_root=settings.work_dir,
+    )

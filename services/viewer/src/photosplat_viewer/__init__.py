@@ -1,0 +1,1 @@
+"""PhotoSplat viewer: the public page of a scene and the scene files behind it."""

@@ -1,0 +1,50 @@
+"""Which files of a job may be downloaded, and how they are named and typed."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from photosplat_libs.db.models import Job
+
+# Splat formats are binary blobs to a browser; PLY too (text/plain would invite rendering it inline).
+_CONTENT_TYPES = {
+    ".splat": "application/octet-stream",
+    ".ksplat": "application/octet-stream",
+    ".spz": "application/octet-stream",
+    ".sog": "application/octet-stream",
+    ".ply": "application/octet-stream",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".json": "application/json",
+}
+
+
+@dataclass(frozen=True)
+class SceneFile:
+    format: str
+    filename: str
+    key: str
+    size: int | None
+
+
+def content_type(filename: str) -> str:
+    return _CONTENT_TYPES.get(posixpath.splitext(filename)[1].lower(), "application/octet-stream")
+
+
+def scene_files(job: Job) -> list[SceneFile]:
+    """The job's exports, named by the basename of their object key. The key was written by the
+    trainer, so its basename is ours; a client's filename is only ever compared against these."""
+    files = []
+    for fmt, key in sorted((job.outputs or {}).items()):
+        if not isinstance(key, str) or not key:
+            continue
+        size = (job.file_sizes or {}).get(fmt)
+        files.append(SceneFile(fmt, posixpath.basename(key), key, size if isinstance(size, int) else None))
+    return files
+
+
+def find_file(job: Job, filename: str) -> SceneFile | None:
+    return next((f for f in scene_files(job) if f.filename == filename), None)
