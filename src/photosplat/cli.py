@@ -10,12 +10,13 @@ import argparse
 import asyncio
 import importlib
 import os
+import runpy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from photosplat_libs.runner import configure_logging, run_service, serve
+from photosplat_libs.runner import configure_logging, serve
 from photosplat_libs.security import new_token
 from photosplat_libs.service import Deps, Service
 
@@ -86,9 +87,7 @@ def _embedded(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    entry = SERVICES[args.service]
-    create, settings_class = entry.load()
-    run_service(create, settings_class(), with_db=entry.with_db)
+    runpy.run_module(SERVICES[args.service].package, run_name="__main__")
 
 
 def _migrate(args: argparse.Namespace) -> None:

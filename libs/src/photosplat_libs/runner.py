@@ -87,10 +87,15 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def run_service(create: Callable[[Any, Deps], Service], settings: ServiceSettings, *, with_db: bool) -> None:
+def run_service(
+    create: Callable[[Any, Deps], Service],
+    settings: ServiceSettings,
+    *,
+    with_db: bool,
+    deps_for: Callable[[Any], Deps] | None = None,
+) -> None:
     """The entrypoint of one service in its own process (``python -m photosplat_NAME``)."""
     configure_logging(settings.log_level)
-    secret = getattr(settings, "upload_signing_secret", "") or ""
-    deps = deps_from_settings(settings, with_db=with_db, signing_secret=secret)
+    deps = deps_for(settings) if deps_for is not None else deps_from_settings(settings, with_db=with_db)
     service = create(settings, deps)
     asyncio.run(serve([service], deps, host=settings.host, port=settings.port, log_level=settings.log_level))

@@ -105,7 +105,7 @@ async def test_multipart_upload_creates_job_and_events(harness: Harness, make_ph
     body = response.json()
     job_id, pub_key = body["job_id"], body["pub_key"]
     assert body["token"] == token and len(pub_key) == 32 and body["original_resolution"] is True
-    assert body["status_url"] == f"{BASE}/recon/jobs/{job_id}"
+    assert body["status_url"] == f"{BASE}/recon/jobs/{job_id}/status"
     assert body["viewer_url"] == f"{BASE}/v/{pub_key}"
     job = await harness.job(job_id)
     assert (job.status, job.stage, job.image_count) == ("PENDING", "sfm", 3)

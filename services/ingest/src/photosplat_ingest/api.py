@@ -65,7 +65,7 @@ class IngestContext:
 
     def links(self, job_id: uuid.UUID, pub_key: str | None) -> dict[str, str | None]:
         viewer = self.settings.public_url(f"/v/{pub_key}") if pub_key else None
-        return {"status_url": self.settings.public_url(f"/recon/jobs/{job_id}"), "viewer_url": viewer}
+        return {"status_url": self.settings.public_url(f"/recon/jobs/{job_id}/status"), "viewer_url": viewer}
 
 
 class DeclaredFile(BaseModel):
