@@ -258,6 +258,11 @@ async def test_a_failure_that_will_be_retried_leaves_the_job_running(
             ("NotEnoughImages", True, 2),
         ]
         assert errors[1].traceback == "Traceback ..."
+        lines = (await session.scalars(select(LogLine.line).order_by(LogLine.id))).all()
+        assert lines == [
+            "sfm failed (attempt 1, will retry): retrying",
+            "sfm failed (attempt 2): only 2 of 30 images could be registered",
+        ]
 
 
 async def test_the_training_curve_stays_bounded(db: Database, folder_store: ObjectStore, kit: Any) -> None:

@@ -170,6 +170,16 @@ async def on_stage_failed(event: StageFailed, ctx: Ctx) -> None:
             created_at=event.occurred_at,
         )
     )
+    # The log tail is what a user reads first: the failure belongs there too.
+    outcome = "" if event.final else ", will retry"
+    ctx.session.add(
+        LogLine(
+            job_id=event.job_id,
+            stage=event.stage.value,
+            line=f"{event.stage.value} failed (attempt {event.attempt}{outcome}): {event.message}"[:MAX_LOG_LINE_CHARS],
+            created_at=event.occurred_at,
+        )
+    )
     job = ctx.job
     if jobstate.is_terminal(job):
         return
