@@ -85,6 +85,8 @@ async def serve(services: Sequence[Service], deps: Deps, *, host: str, port: int
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic narrates every plugin it loads at INFO; a migration that runs is still logged by us.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def run_service(
