@@ -63,7 +63,7 @@ async def test_cancelled_job_says_so(viewer) -> None:
     assert "was cancelled" in response.text
 
 
-async def test_done_job_lists_its_files_and_is_honest_about_the_viewer(viewer) -> None:
+async def test_done_job_lists_its_files_and_loads_the_3d_viewer(viewer) -> None:
     pub_key = await viewer.add_job(
         JobStatus.DONE,
         files={"splat": ("scene.splat", b"s" * 2048), "ply": ("scene.ply", b"p" * 10)},
@@ -79,7 +79,11 @@ async def test_done_job_lists_its_files_and_is_honest_about_the_viewer(viewer) -
     assert f'href="/recon/pub/{pub_key}/scene.splat"' in text
     assert f'href="/recon/pub/{pub_key}/scene.ply"' in text
     assert "2.0 KB" in text
-    assert "not built yet" in text
+    # the viewer script, its import map (allowed by hash) and the scene data for it
+    assert '<script type="importmap">' in text and "/static/app/viewer.js" in text
+    assert f'"href": "/recon/pub/{pub_key}/scene.splat"' in text
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self' 'sha256-" in csp and "'wasm-unsafe-eval'" in csp and "unsafe-inline" not in csp
     assert "38 of 40" in text and "123,456" in text and "27.12 dB" in text
     assert f"https://splat.example/v/{pub_key}" in text
     assert "refresh" not in text

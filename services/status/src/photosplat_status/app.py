@@ -28,7 +28,7 @@ class StatusService:
         self.recovery = Recovery(settings, db, deps.store, deps.bus, self.relay)
         self.router: APIRouter | None = APIRouter()
         self.router.include_router(JobApi(settings, db, deps.store, deps.bus, self.relay).router())
-        self.router.include_router(Dashboard(settings, db).router())
+        self.router.include_router(Dashboard(settings, db, deps.store, deps.bus, self.relay).router())
 
     async def start(self) -> None:
         await topology.declare_topology(self._deps.bus)

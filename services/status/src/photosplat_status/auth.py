@@ -61,6 +61,13 @@ def admin_session_value(settings: StatusSettings) -> str:
     return hmac.new(key, b"photosplat-admin-dashboard", hashlib.sha256).hexdigest()
 
 
+def admin_form_token(settings: StatusSettings) -> str:
+    """The token the dashboard's forms carry: a cross-site page cannot know it."""
+    assert settings.admin_token is not None
+    key = settings.admin_token.get_secret_value().encode()
+    return hmac.new(key, b"photosplat-admin-form", hashlib.sha256).hexdigest()
+
+
 def has_admin_session(settings: StatusSettings, request: Request) -> bool:
     if settings.admin_token is None:
         return False

@@ -1,31 +1,48 @@
-"""The admin dashboard: one HTML page with every job (a richer one comes later).
+"""The admin dashboard: every job, filtered by status and searched, with totals, each job's error
+log and cancel / delete buttons.
 
 A browser logs in by posting the admin token to a form; it gets an HttpOnly, SameSite=Strict
 cookie derived from the token (see auth.admin_session_value). Tokens never travel in URLs, where
 they would end up in logs and browser history. A script may send the Bearer header instead.
+The cancel and delete forms also carry a token derived from the admin token (a second line of
+defence against cross-site requests besides SameSite=Strict). The page runs no script.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from urllib.parse import parse_qs
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from photosplat_libs import security
+from photosplat_libs.bus import Bus
 from photosplat_libs.db import Database
+from photosplat_libs.db.models import Job, JobStatus
+from photosplat_libs.db.outbox import OutboxRelay
+from photosplat_libs.store import ObjectStore
+from photosplat_status import jobstate, lifecycle, totals, views
 from photosplat_status import repository as repo
-from photosplat_status import views
-from photosplat_status.auth import ADMIN_COOKIE, admin_session_value, has_admin_session, is_admin_token
+from photosplat_status.auth import (
+    ADMIN_COOKIE,
+    admin_form_token,
+    admin_session_value,
+    has_admin_session,
+    is_admin_token,
+)
 from photosplat_status.settings import StatusSettings
 
 SHOWN_JOBS = 500
 SESSION_SECONDS = 8 * 3600
+MAX_QUERY_CHARS = 200
 # The page needs no script and loads nothing from elsewhere.
 HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -35,38 +52,114 @@ HEADERS = {
 _templates = Environment(loader=PackageLoader("photosplat_status", "templates"), autoescape=select_autoescape(["html"]))
 
 
+def _matches(job: Job, query: str) -> bool:
+    """Search over what an admin has at hand: a job id (or part of it), a stage, an error text."""
+    haystack = " ".join([str(job.id), job.stage, job.status, job.error_stage or "", job.error_message or ""])
+    return query.lower() in haystack.lower()
+
+
+def _form(body: bytes) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
+
+
 @dataclass
 class Dashboard:
     settings: StatusSettings
     db: Database
+    store: ObjectStore
+    bus: Bus
+    relay: OutboxRelay
 
     def router(self) -> APIRouter:
         router = APIRouter(tags=["admin"], include_in_schema=False)
         router.add_api_route("/admin", self.page, methods=["GET"])
         router.add_api_route("/admin/login", self.login, methods=["POST"])
         router.add_api_route("/admin/logout", self.logout, methods=["POST"])
+        router.add_api_route("/admin/jobs/{job_id}/cancel", self.cancel, methods=["POST"])
+        router.add_api_route("/admin/jobs/{job_id}/delete", self.delete, methods=["POST"])
         return router
 
     def _html(self, template: str, code: int = status.HTTP_200_OK, **context: object) -> HTMLResponse:
         body = _templates.get_template(template).render(**context)
         return HTMLResponse(body, status_code=code, headers=HEADERS)
 
-    async def page(self, request: Request) -> Response:
+    def _refused(self, request: Request, code: int = status.HTTP_200_OK) -> Response | None:
+        """The login form instead of the page (``code``: 200 for a page a browser asked for, where
+        no HTTP auth challenge is involved; 401 for an action)."""
         if self.settings.admin_token is None:
             return self._html("admin_login.html", status.HTTP_403_FORBIDDEN, disabled=True)
         if not has_admin_session(self.settings, request):
-            return self._html("admin_login.html", status.HTTP_401_UNAUTHORIZED, disabled=False, failed=False)
+            return self._html("admin_login.html", code, disabled=False, failed=False)
+        return None
+
+    async def page(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
+        wanted = (request.query_params.get("status") or "").upper()
+        status_filter = wanted if wanted in JobStatus.__members__ else None
+        query = (request.query_params.get("q") or "").strip()[:MAX_QUERY_CHARS]
         async with self.db.transaction() as session:
-            jobs, total = await repo.list_jobs(session, owner_hash=None, status=None, limit=SHOWN_JOBS, offset=0)
-            totals = await repo.count_by_status(session)
-            rows = [(job, views.summary(job, None)) for job in jobs]
-        return self._html("admin.html", rows=rows, total=total, totals=totals)
+            jobs, matching = await repo.list_jobs(
+                session, owner_hash=None, status=status_filter, limit=SHOWN_JOBS, offset=0
+            )
+            if query:
+                jobs = [job for job in jobs if _matches(job, query)]
+                matching = len(jobs)
+            counts = await repo.count_by_status(session)
+            times = totals.stage_times(await repo.all_job_stats(session))
+            errors = await repo.errors_of_jobs(session, [job.id for job in jobs])
+            rows = [(job, views.summary(job, None), errors[job.id]) for job in jobs]
+        return self._html(
+            "admin.html",
+            rows=rows,
+            matching=matching,
+            counts=counts,
+            total=sum(counts.values()),
+            times=times,
+            statuses=list(JobStatus.__members__),
+            status_filter=status_filter or "",
+            query=query,
+            notice=request.query_params.get("notice", "")[:200],
+            form_token=admin_form_token(self.settings),
+        )
+
+    async def _refused_action(self, request: Request) -> Response | None:
+        if refused := self._refused(request, status.HTTP_401_UNAUTHORIZED):
+            return refused
+        if not security.same(_form(await request.body()).get("form_token", ""), admin_form_token(self.settings)):
+            return self._html("admin_login.html", status.HTTP_403_FORBIDDEN, disabled=False, failed=False)
+        return None
+
+    def _back(self, notice: str) -> Response:
+        return RedirectResponse(f"/admin?{urlencode({'notice': notice})}", status.HTTP_303_SEE_OTHER, headers=HEADERS)
+
+    async def cancel(self, request: Request, job_id: uuid.UUID) -> Response:
+        if refused := await self._refused_action(request):
+            return refused
+        async with self.db.transaction() as session:
+            job = await repo.lock_job(session, job_id)
+            if job is None:
+                return self._back(f"job {job_id} does not exist")
+            if jobstate.is_terminal(job):
+                return self._back(f"job {job_id} already ended ({job.status})")
+            await lifecycle.cancel(session, self.store, job, datetime.now(timezone.utc))
+        self.relay.notify()
+        return self._back(f"job {job_id} cancelled")
+
+    async def delete(self, request: Request, job_id: uuid.UUID) -> Response:
+        if refused := await self._refused_action(request):
+            return refused
+        async with self.db.transaction() as session:
+            if await repo.lock_job(session, job_id) is None:
+                return self._back(f"job {job_id} does not exist")
+            await lifecycle.delete_objects_and_rows(session, self.store, job_id)
+        await lifecycle.announce_deleted(self.bus, job_id)
+        return self._back(f"job {job_id} deleted")
 
     async def login(self, request: Request) -> Response:
         if self.settings.admin_token is None:
             return self._html("admin_login.html", status.HTTP_403_FORBIDDEN, disabled=True)
-        form = parse_qs((await request.body()).decode(errors="replace"))
-        token = (form.get("token") or [""])[0].strip()
+        token = _form(await request.body()).get("token", "").strip()
         if not is_admin_token(self.settings, token):
             return self._html("admin_login.html", status.HTTP_401_UNAUTHORIZED, disabled=False, failed=True)
         response = RedirectResponse("/admin", status.HTTP_303_SEE_OTHER, headers=HEADERS)

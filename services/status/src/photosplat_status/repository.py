@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,6 +82,20 @@ async def list_jobs(
 async def count_by_status(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
     return {status: count for status, count in rows.all()}
+
+
+async def all_job_stats(session: AsyncSession) -> Sequence[dict[str, Any]]:
+    """The stats of every job, for the dashboard's totals (timings live in this JSON)."""
+    return (await session.scalars(select(Job.stats))).all()
+
+
+async def errors_of_jobs(session: AsyncSession, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[ErrorLog]]:
+    found: dict[uuid.UUID, list[ErrorLog]] = {job_id: [] for job_id in job_ids}
+    if job_ids:
+        query = select(ErrorLog).where(ErrorLog.job_id.in_(job_ids)).order_by(ErrorLog.id)
+        for error in (await session.scalars(query)).all():
+            found[error.job_id].append(error)
+    return found
 
 
 async def delete_job_rows(session: AsyncSession, job_id: uuid.UUID) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
@@ -10,9 +11,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from photosplat_libs.db import Database
-from photosplat_libs.db.models import Job
+from photosplat_libs.db.models import Job, JobStatus
 from photosplat_libs.service import Deps
-from photosplat_viewer import files, pages
+from photosplat_viewer import assets, files, pages
 from photosplat_viewer.repository import job_by_pub_key
 from photosplat_viewer.settings import ViewerSettings
 
@@ -43,11 +44,41 @@ def create(settings: ViewerSettings, deps: Deps) -> ViewerService:
     db, store = deps.db, deps.store
     router = APIRouter()
 
+    viewer_installed = assets.vendor_installed(settings.assets_dir)
+    # Presigned uploads go to this origin in embedded mode, else to the store's public origin.
+    upload_origins = tuple(
+        o for o in (assets.origin_of(u) for u in (settings.store_public_url, *settings.upload_origins)) if o
+    )
+
+    async def upload_page() -> Response:
+        return pages.upload_page(upload_origins)
+
+    async def owner_job_page(job_id: str) -> Response:
+        # The page is a shell: its script asks the status API with the owner's token.
+        try:
+            return pages.owner_job_page(str(uuid.UUID(job_id)))
+        except ValueError:
+            return pages.missing_page()
+
     async def scene_page(pub_key: str) -> Response:
         job = await _load_job(db, pub_key)
         if job is None:
             return pages.missing_page()
-        return pages.job_page(job, pub_key, settings.public_base_url)
+        return pages.job_page(job, pub_key, settings.public_base_url, viewer_installed=viewer_installed)
+
+    async def scene_manifest(pub_key: str) -> Response:
+        """The downloads of a finished scene, for the owner's job page."""
+        job = await _load_job(db, pub_key)
+        if job is None or job.status != JobStatus.DONE:
+            return JSONResponse({"detail": "not found"}, status_code=404, headers=pages.PRIVATE_HEADERS)
+        body = {"files": pages.file_list(job, pub_key)}
+        return JSONResponse(body, headers={**pages.PRIVATE_HEADERS, "Cache-Control": "no-store"})
+
+    async def app_file(path: str) -> Response:
+        return assets.app_file(path)
+
+    async def vendor_file(path: str) -> Response:
+        return assets.vendor_file(settings.assets_dir, path)
 
     async def scene_file(request: Request, pub_key: str, filename: str) -> Response:
         return await files.serve_file(request, store, await _load_job(db, pub_key), filename)
@@ -60,7 +91,12 @@ def create(settings: ViewerSettings, deps: Deps) -> ViewerService:
             return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    router.add_api_route("/", upload_page, methods=["GET"], include_in_schema=False)
+    router.add_api_route("/jobs/{job_id}", owner_job_page, methods=["GET"], include_in_schema=False)
     router.add_api_route("/v/{pub_key}", scene_page, methods=["GET"], include_in_schema=False)
+    router.add_api_route("/v/{pub_key}/files.json", scene_manifest, methods=["GET"], include_in_schema=False)
+    router.add_api_route(assets.APP_PREFIX + "{path:path}", app_file, methods=["GET"], include_in_schema=False)
+    router.add_api_route(assets.VENDOR_PREFIX + "{path:path}", vendor_file, methods=["GET"], include_in_schema=False)
     router.add_api_route("/recon/pub/{pub_key}/{filename}", scene_file, methods=["GET", "HEAD"])
     router.add_api_route("/healthz", healthz, methods=["GET"])
     return ViewerService(name="viewer", router=router)

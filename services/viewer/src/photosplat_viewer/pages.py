@@ -9,7 +9,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader
 
 from photosplat_libs.db.models import Job, JobStatus
-from photosplat_viewer.scene_files import scene_files
+from photosplat_viewer import assets
+from photosplat_viewer.scene_files import SceneFile, scene_files, thumbnail
 
 REFRESH_SECONDS = 5
 
@@ -23,10 +24,9 @@ _PAGE_HEADERS = {
     **PRIVATE_HEADERS,
     # Status changes while a job runs, and the page is nobody else's to keep.
     "Cache-Control": "no-store",
-    # No script runs on these pages yet; the 3D viewer will widen this for its own script.
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
 }
+# Viewer pages open a download or a splat file; the 3D viewer sizes its scene by these formats.
+SPLAT_FORMATS = ("spz", "splat", "ply")
 
 _STAGE_LABELS = {
     "upload": "Waiting for the photos",
@@ -39,9 +39,12 @@ _STAGE_LABELS = {
 _templates = Environment(loader=PackageLoader("photosplat_viewer", "templates"), autoescape=True)
 
 
-def _render(template: str, status_code: int = 200, **context: object) -> HTMLResponse:
+def _render(
+    template: str, status_code: int = 200, *, scripts: bool = False, connect: tuple[str, ...] = (), **context: object
+) -> HTMLResponse:
     html = _templates.get_template(template).render(**context)
-    return HTMLResponse(html, status_code=status_code, headers=_PAGE_HEADERS)
+    csp = assets.content_security_policy(scripts=scripts, connect=connect)
+    return HTMLResponse(html, status_code=status_code, headers={**_PAGE_HEADERS, "Content-Security-Policy": csp})
 
 
 def _duration(seconds: float) -> str:
@@ -85,19 +88,52 @@ def missing_page() -> HTMLResponse:
     return _render("missing.html", status_code=404)
 
 
-def job_page(job: Job, pub_key: str, public_base_url: str) -> HTMLResponse:
+def file_href(pub_key: str, f: SceneFile) -> str:
+    return f"/recon/pub/{pub_key}/{quote(f.filename)}"
+
+
+def file_list(job: Job, pub_key: str) -> list[dict[str, object]]:
+    return [
+        {
+            "format": f.format,
+            "filename": f.filename,
+            "bytes": f.size,
+            "size": _size(f.size) if f.size is not None else "",
+            "href": file_href(pub_key, f),
+        }
+        for f in scene_files(job)
+    ]
+
+
+def upload_page(connect: tuple[str, ...]) -> HTMLResponse:
+    return _render("upload.html", scripts=True, connect=connect)
+
+
+def owner_job_page(job_id: str) -> HTMLResponse:
+    return _render("job.html", scripts=True, job_id=job_id)
+
+
+def job_page(job: Job, pub_key: str, public_base_url: str, *, viewer_installed: bool) -> HTMLResponse:
+    base = public_base_url.rstrip("/")
     if job.status == JobStatus.DONE:
-        files = [
-            {
-                "filename": f.filename,
-                "format": f.format,
-                "size": _size(f.size) if f.size is not None else "",
-                "href": f"/recon/pub/{pub_key}/{quote(f.filename)}",
-            }
-            for f in scene_files(job)
-        ]
-        share_url = f"{public_base_url.rstrip('/')}/v/{pub_key}"
-        return _render("scene.html", files=files, facts=_facts(job), share_url=share_url)
+        files = file_list(job, pub_key)
+        thumb = thumbnail(job)
+        scene = {
+            "files": [f for f in files if f["format"] in SPLAT_FORMATS],
+            "gaussians": job.gaussian_count,
+            "shareUrl": f"{base}/v/{pub_key}",
+        }
+        return _render(
+            "scene.html",
+            scripts=viewer_installed,
+            files=files,
+            facts=_facts(job),
+            share_url=scene["shareUrl"],
+            scene=scene,
+            viewer_installed=viewer_installed,
+            import_map=assets.IMPORT_MAP_JSON,
+            og_image=f"{base}{file_href(pub_key, thumb)}" if thumb else None,
+        )
     if job.status == JobStatus.FAILED:
         return _render("failed.html", job=job)
     if job.status == JobStatus.CANCELLED:

@@ -22,6 +22,9 @@ _CONTENT_TYPES = {
 }
 
 
+THUMBNAIL = "thumbnail"
+
+
 @dataclass(frozen=True)
 class SceneFile:
     format: str
@@ -37,13 +40,22 @@ def content_type(filename: str) -> str:
 def scene_files(job: Job) -> list[SceneFile]:
     """The job's exports, named by the basename of their object key. The key was written by the
     trainer, so its basename is ours; a client's filename is only ever compared against these."""
+    outputs = dict(job.outputs or {})
+    thumbnail_key = (job.stats or {}).get("thumbnail_key")
+    if isinstance(thumbnail_key, str) and thumbnail_key not in outputs.values():
+        # The trainer may report its thumbnail beside the exports rather than among them.
+        outputs.setdefault(THUMBNAIL, thumbnail_key)
     files = []
-    for fmt, key in sorted((job.outputs or {}).items()):
+    for fmt, key in sorted(outputs.items()):
         if not isinstance(key, str) or not key:
             continue
         size = (job.file_sizes or {}).get(fmt)
         files.append(SceneFile(fmt, posixpath.basename(key), key, size if isinstance(size, int) else None))
     return files
+
+
+def thumbnail(job: Job) -> SceneFile | None:
+    return next((f for f in scene_files(job) if f.format == THUMBNAIL), None)
 
 
 def find_file(job: Job, filename: str) -> SceneFile | None:

@@ -1,8 +1,23 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from photosplat_libs.settings import ServiceSettings
+
+# services/viewer/src/photosplat_viewer/settings.py -> the repository root, for an editable install.
+_REPO_ROOT = Path(__file__).resolve().parents[4]
+
+
+def _default_assets_dir() -> Path | None:
+    """``web/node_modules`` of the repository (``npm ci --prefix web``), or of the working folder."""
+    for root in (_REPO_ROOT, Path.cwd()):
+        candidate = root / "web" / "node_modules"
+        if candidate.is_dir():
+            return candidate
+    return None
 
 
 class ViewerSettings(ServiceSettings):
@@ -12,3 +27,9 @@ class ViewerSettings(ServiceSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000
+    # The installed front-end packages (three, @sparkjsdev/spark): a node_modules folder. None: the
+    # pages still work, the 3D viewer says its files are missing.
+    assets_dir: Path | None = Field(default_factory=_default_assets_dir)
+    # Origins the upload page may send photos to besides its own (the object store's public URL
+    # when presigned URLs point at S3/MinIO rather than this origin), for the Content-Security-Policy.
+    upload_origins: list[str] = Field(default_factory=list)

@@ -1,0 +1,208 @@
+// The owner's job page: polls the status API every 2 s until the job ends, and shows everything
+// the API knows about it. Cancel and delete use the owner's token.
+import { api, ApiError, el, formatBytes, formatDuration, getToken, setToken } from "./api.js";
+import { drawCurve } from "./curve.js";
+
+const POLL_MS = 2000;
+const TERMINAL = new Set(["DONE", "FAILED", "CANCELLED"]);
+const STAGES = {
+  upload: "Waiting for the photos",
+  validate: "Checking the photos",
+  sfm: "Finding where each photo was taken (structure from motion)",
+  train: "Training the 3D scene",
+  export: "Exporting the scene",
+};
+const STATUS_TEXT = {
+  PENDING: "Queued",
+  RUNNING: "Running",
+  DONE: "Ready",
+  FAILED: "Failed",
+  CANCELLED: "Cancelled",
+};
+
+const $ = (id) => document.getElementById(id);
+const jobId = $("job").dataset.jobId;
+let timer = null;
+let shownFilesFor = null;
+let errorsShown = 0;
+
+function fail(message) {
+  $("job-error").textContent = message;
+  $("job-error").hidden = false;
+}
+
+function row(name, value) {
+  const tr = el("tr");
+  tr.append(el("th", name, { scope: "row" }), el("td", value));
+  return tr;
+}
+
+function statRows(job) {
+  const rows = [];
+  if (job.registered_image_count != null) rows.push(row("Photos registered", `${job.registered_image_count} of ${job.image_count}`));
+  else rows.push(row("Photos", String(job.image_count)));
+  const sfm = job.stats.sfm || {};
+  if (sfm.points != null) rows.push(row("3D points (SfM)", sfm.points.toLocaleString()));
+  if (typeof sfm.reprojection_error === "number") rows.push(row("Reprojection error", `${sfm.reprojection_error.toFixed(2)} px`));
+  if (job.gaussian_count != null) rows.push(row("Gaussians", job.gaussian_count.toLocaleString()));
+  for (const [format, bytes] of Object.entries(job.file_sizes || {})) rows.push(row(`${format} file`, formatBytes(bytes)));
+  if (typeof job.metrics.psnr === "number") rows.push(row("Held-out PSNR", `${job.metrics.psnr.toFixed(2)} dB`));
+  if (typeof job.metrics.ssim === "number") rows.push(row("Held-out SSIM", job.metrics.ssim.toFixed(3)));
+  const timings = { ...(sfm.timings || {}), ...(job.stats.timings || {}) };
+  for (const [stage, seconds] of Object.entries(timings)) {
+    if (typeof seconds === "number") rows.push(row(`Time: ${stage}`, formatDuration(seconds)));
+  }
+  if (job.processing_time_seconds != null) rows.push(row("Total processing time", formatDuration(job.processing_time_seconds)));
+  if (job.attempt > 1) rows.push(row("Attempt", String(job.attempt)));
+  return rows;
+}
+
+function showWarnings(job) {
+  const warnings = (job.stats.sfm && job.stats.sfm.warnings) || [];
+  $("warnings").hidden = !warnings.length;
+  $("warning-list").replaceChildren(...warnings.map((w) => el("li", typeof w === "string" ? w : JSON.stringify(w))));
+}
+
+function showCurve(job) {
+  const points = job.stats.curve || [];
+  const drawn = drawCurve($("curve"), points);
+  const last = points[points.length - 1];
+  if (!drawn || !last) {
+    $("curve-caption").textContent = "No training data yet.";
+    return;
+  }
+  const parts = [`step ${last.step}`];
+  if (typeof last.loss === "number") parts.push(`loss ${last.loss.toPrecision(3)}`);
+  if (typeof last.psnr === "number") parts.push(`PSNR ${last.psnr.toFixed(2)} dB`);
+  $("curve-caption").textContent = `Latest: ${parts.join(", ")} (${points.length} points).`;
+}
+
+async function showDownloads(job) {
+  if (job.status !== "DONE" || !job.viewer_url || shownFilesFor === job.viewer_url) return;
+  shownFilesFor = job.viewer_url;
+  const viewerPath = new URL(job.viewer_url, window.location.href).pathname;
+  $("viewer-link").href = viewerPath;
+  $("viewer-link").hidden = false;
+  try {
+    const manifest = await api(`${viewerPath}/files.json`, { token: null });
+    $("download-list").replaceChildren(
+      ...manifest.files.map((f) => {
+        const li = el("li");
+        li.append(el("a", f.filename, { href: f.href, download: "" }), el("span", ` ${f.format}, ${formatBytes(f.bytes)}`, { class: "muted" }));
+        return li;
+      }),
+    );
+    $("downloads").hidden = !manifest.files.length;
+  } catch (error) {
+    fail(`The downloads could not be listed: ${error.message}`);
+  }
+}
+
+async function showErrors(job) {
+  if (job.status !== "FAILED" && job.attempt <= 1) return;
+  const errors = await api(`/recon/jobs/${jobId}/errors`);
+  if (errors.length === errorsShown) return;
+  errorsShown = errors.length;
+  $("error-list").replaceChildren(
+    ...errors.map((e) => {
+      const li = el("li");
+      const outcome = e.final ? "" : " — retried";
+      li.append(el("strong", `${e.stage} (attempt ${e.attempt}${outcome}): `), el("span", e.message));
+      if (e.traceback) {
+        const details = el("details");
+        details.append(el("summary", `Technical details (${e.error_type})`), el("pre", e.traceback));
+        li.append(details);
+      }
+      return li;
+    }),
+  );
+  $("errors-section").hidden = !errors.length;
+}
+
+function render(job) {
+  $("status-section").hidden = false;
+  const badge = $("status-badge");
+  badge.textContent = STATUS_TEXT[job.status] || job.status;
+  badge.className = `badge ${job.status}`;
+  $("stage-label").textContent = job.status === "DONE" ? "Your scene is ready" : STAGES[job.stage] || job.stage;
+  const percent = Math.round(job.overall_progress * 100);
+  $("overall-progress").value = percent;
+  const eta = job.eta_seconds && !TERMINAL.has(job.status) ? `, about ${formatDuration(job.eta_seconds)} left in this stage` : "";
+  const stagePart = TERMINAL.has(job.status) ? "" : ` (stage ${job.stage}: ${Math.round(job.progress * 100)} %)`;
+  $("progress-text").textContent = `${percent} % done${stagePart}${eta}.`;
+  document.title = `${STATUS_TEXT[job.status] || job.status} ${percent} % · PhotoSplat`;
+
+  $("failure").hidden = job.status !== "FAILED";
+  if (job.status === "FAILED") {
+    $("failure").textContent = `It failed during the ${job.error_stage || "?"} stage: ${job.error || "no reason was given"}. ` +
+      "Photos with more overlap, sharper focus and a textured subject usually help.";
+  }
+  $("cancel-button").hidden = TERMINAL.has(job.status);
+  $("stats").tBodies[0].replaceChildren(...statRows(job));
+  $("log-tail").textContent = job.log_tail.join("\n") || "(nothing logged yet)";
+  showWarnings(job);
+  showCurve(job);
+}
+
+async function poll() {
+  try {
+    const job = await api(`/recon/jobs/${jobId}/status`);
+    $("job-error").hidden = true;
+    render(job);
+    await Promise.all([showDownloads(job), showErrors(job)]);
+    if (TERMINAL.has(job.status)) return;
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 401 || error.status === 404)) {
+      fail(error.status === 404
+        ? "No job with this id belongs to this browser's token (it may have been deleted)."
+        : "This browser has no valid token for this job.");
+      $("no-token").hidden = false;
+      return;
+    }
+    fail(`Could not reach the server (${error.message}); trying again…`);
+  }
+  timer = window.setTimeout(poll, POLL_MS);
+}
+
+async function cancel() {
+  if (!window.confirm("Stop this job? It cannot be resumed.")) return;
+  try {
+    await api(`/recon/jobs/${jobId}/cancel`, { method: "POST" });
+  } catch (error) {
+    fail(`Cancel did not work: ${error.message}`);
+  }
+  window.clearTimeout(timer);
+  poll();
+}
+
+async function remove() {
+  if (!window.confirm("Delete this job with its photos and scene? This cannot be undone.")) return;
+  try {
+    await api(`/recon/jobs/${jobId}`, { method: "DELETE" });
+  } catch (error) {
+    fail(`Delete did not work: ${error.message}`);
+    return;
+  }
+  window.clearTimeout(timer);
+  $("status-section").hidden = true;
+  $("deleted").hidden = false;
+}
+
+function init() {
+  $("cancel-button").addEventListener("click", cancel);
+  $("delete-button").addEventListener("click", remove);
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    setToken($("token-input").value.trim());
+    $("no-token").hidden = true;
+    window.clearTimeout(timer);
+    poll();
+  });
+  if (!getToken()) {
+    $("no-token").hidden = false;
+    return;
+  }
+  poll();
+}
+
+init();

@@ -1,0 +1,132 @@
+"""The upload page, the owner's job page and the admin dashboard in headless Chromium, against a
+real `photosplat up` (every page also checked for console errors and foreign requests: conftest)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is a test extra").expect
+
+pytestmark = pytest.mark.browser
+
+
+def photo(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(120, 160, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def jpeg(name: str, data: bytes) -> dict[str, object]:
+    return {"name": name, "mimeType": "image/jpeg", "buffer": data}
+
+
+def test_upload_three_photos_and_follow_the_job(server, watched) -> None:
+    page = watched.page
+    page.goto(f"{server.base}/")
+    files = [jpeg(f"p{i}.jpg", photo(i)) for i in range(3)]
+    # A file of another type is named and left out; two photos are not enough.
+    page.locator("#file-input").set_input_files(
+        [files[0], files[1], {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}]
+    )
+    expect(page.locator("#problems")).to_contain_text("notes.txt: not a JPEG, PNG or WebP photo")
+    expect(page.locator("#selection-summary")).to_contain_text("at least 3 are needed")
+    expect(page.get_by_role("button", name="Upload and build the scene")).to_be_disabled()
+
+    page.locator("#file-input").set_input_files(files)
+    expect(page.locator("#selection-summary")).to_contain_text("3 photo(s) ready")
+    page.get_by_role("button", name="Upload and build the scene").click()
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}$"), timeout=30_000)
+
+    expect(page.locator("#status-badge")).to_have_text(re.compile("Queued|Running|Failed|Ready"), timeout=15_000)
+    expect(page.locator("#overall-progress")).to_be_visible()
+    expect(page.locator("#progress-text")).to_contain_text("% done")
+    expect(page.locator("#stats")).to_contain_text("Photos")
+    job_id = page.url.rsplit("/", 1)[1]
+    token = page.evaluate("() => localStorage.getItem('photosplat.token')")
+    assert token and len(token) >= 22
+    # the page's token is the owner's: the API agrees
+    status = page.request.get(f"{server.base}/recon/jobs/{job_id}/status", headers={"Authorization": f"Bearer {token}"})
+    assert status.ok and status.json()["image_count"] == 3
+
+
+def test_upload_shows_the_servers_rejection_by_file_and_rule(server, watched) -> None:
+    watched.expected.append("status of 400 (Bad Request)")
+    page = watched.page
+    page.goto(f"{server.base}/")
+    good = [jpeg(f"g{i}.jpg", photo(10 + i)) for i in range(3)]
+    cut = jpeg("cut.jpg", photo(20)[:1500])
+    page.locator("#file-input").set_input_files([*good, cut])
+    page.get_by_role("button", name="Upload and build the scene").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("The server refused the photos", timeout=30_000)
+    expect(alert).to_contain_text(re.compile(r"cut\.jpg: .*\(rule: \w+\)"))
+    expect(page.locator("#total-progress")).to_have_attribute("value", "100")
+
+
+def test_job_page_of_a_finished_job(server, watched, done_job) -> None:
+    curve = [{"step": s, "loss": 0.3 / (1 + s / 100), "psnr": 18 + s / 100} for s in range(0, 1000, 50)]
+    job = done_job(
+        {"scene.splat": b"\0" * 320, "scene.ply": b"ply\n"},
+        gaussian_count=10,
+        image_count=12,
+        registered_image_count=11,
+        metrics={"psnr": 27.5, "ssim": 0.91},
+        stats={"curve": curve, "timings": {"train": 600.0}, "sfm": {"points": 900, "warnings": ["3 photos are blurry"]}},
+    )
+    page = watched.page
+    page.goto(f"{server.base}/")
+    page.evaluate("token => localStorage.setItem('photosplat.token', token)", job.token)
+    page.goto(f"{server.base}/jobs/{job.job_id}")
+    expect(page.locator("#status-badge")).to_have_text("Ready")
+    expect(page.locator("#stats")).to_contain_text("11 of 12")
+    expect(page.locator("#stats")).to_contain_text("27.50 dB")
+    expect(page.locator("#stats")).to_contain_text("Time: train")
+    expect(page.locator("#warning-list")).to_contain_text("3 photos are blurry")
+    expect(page.locator("#curve-caption")).to_contain_text("step 950")
+    expect(page.get_by_role("link", name="Open the 3D viewer")).to_have_attribute("href", f"/v/{job.pub_key}")
+    expect(page.locator("#download-list")).to_contain_text("scene.splat")
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page.locator("#deleted")).to_be_visible()
+    assert page.request.get(f"{server.base}/v/{job.pub_key}").status == 404
+
+
+def test_admin_lists_cancels_and_deletes(server, watched, done_job) -> None:
+    done = done_job({"scene.splat": b"\0" * 64}, gaussian_count=2, stats={"timings": {"train": 3600.0}})
+    page = watched.page
+    # a job still waiting for its photos: cancellable
+    declared = page.request.post(
+        f"{server.base}/recon/uploads",
+        data={"files": [{"name": f"w{i}.jpg", "size": 1000, "content_type": "image/jpeg"} for i in range(3)]},
+    )
+    assert declared.status == 201
+    waiting = declared.json()["job_id"]
+
+    page.goto(f"{server.base}/admin")
+    page.get_by_label("Admin token").fill(server.admin_token)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="PhotoSplat jobs")).to_be_visible()
+    expect(page.locator(f"#job-{done.job_id}")).to_contain_text("DONE")
+    expect(page.locator(f"#job-{waiting}")).to_contain_text("PENDING")
+
+    page.get_by_label("Status").select_option("DONE")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(f"#job-{done.job_id}")).to_be_visible()
+    expect(page.locator(f"#job-{waiting}")).to_have_count(0)
+    page.get_by_role("link", name="clear").click()
+
+    page.get_by_role("button", name=f"Cancel job {waiting}").click()
+    expect(page.get_by_role("status")).to_contain_text(f"job {waiting} cancelled")
+    expect(page.locator(f"#job-{waiting}")).to_contain_text("CANCELLED")
+
+    page.get_by_role("button", name=f"Delete job {done.job_id}").click()
+    expect(page.get_by_role("status")).to_contain_text(f"job {done.job_id} deleted")
+    expect(page.locator(f"#job-{done.job_id}")).to_have_count(0)
