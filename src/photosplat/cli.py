@@ -115,10 +115,32 @@ def parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="bring a database to the newest schema")
     mig.add_argument("database_url")
     mig.set_defaults(func=_migrate)
+
+    # Listed here for --help only: main() hands everything after "sfm" to the colmap service's CLI.
+    sub.add_parser("sfm", help="camera poses for a local photo folder (IMAGES_DIR --out DIR; see sfm --help)", add_help=False)
+    # Likewise "train": the trainer service's CLI parses its own arguments.
+    sub.add_parser("train", help="train a splat scene from an SfM folder (SFM_DIR --out DIR --preset P; see train --help)", add_help=False)
     return p
 
 
+def _sfm(argv: list[str]) -> None:
+    from photosplat_colmap.cli import main as sfm_main
+
+    raise SystemExit(sfm_main(argv))
+
+
+def _train(argv: list[str]) -> None:
+    from photosplat_trainer.cli import main as train_main
+
+    raise SystemExit(train_main(argv))
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sfm"]:
+        _sfm(argv[1:])
+    if argv[:1] == ["train"]:
+        _train(argv[1:])
     args = parser().parse_args(argv)
     args.func(args)
 

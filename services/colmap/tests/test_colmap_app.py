@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from photosplat_libs.bus.memory import MemoryBus
 from photosplat_libs.events import Envelope, ImageInfo, ImagesValidated, StageFailed
 from photosplat_libs.service import Deps
 from photosplat_libs.store.folder import FolderStore
+from PIL import Image
 
 
 def test_settings_use_the_colmap_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,7 +25,7 @@ def test_settings_use_the_colmap_prefix(monkeypatch: pytest.MonkeyPatch) -> None
     assert (settings.heartbeat_seconds, settings.worker_name) == (7.5, "gpu-3")
 
 
-async def test_without_an_engine_the_job_fails_once_with_a_clear_reason(tmp_path: Path) -> None:
+async def test_a_single_photo_fails_once_with_advice(tmp_path: Path) -> None:
     bus = MemoryBus()
     await bus.start()
     store = FolderStore.from_url(f"file:{tmp_path}")
@@ -38,11 +40,17 @@ async def test_without_an_engine_the_job_fails_once_with_a_clear_reason(tmp_path
     service = create(ColmapSettings(worker_name="t"), Deps(bus=bus, store=store))
     assert service.name == "colmap" and service.router is None
     await service.start()
-    image = ImageInfo(key="jobs/x/images/0000.jpg", name="a.jpg", width=10, height=10, bytes=1)
-    await bus.publish(ImagesValidated(job_id=uuid.uuid4(), images=(image,)))
+    job_id = uuid.uuid4()
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 48), "grey").save(photo, "JPEG")
+    key = f"jobs/{job_id}/images/0000.jpg"
+    await store.put(key, photo.getvalue(), "image/jpeg")
+    image = ImageInfo(key=key, name="a.jpg", width=64, height=48, bytes=len(photo.getvalue()))
+    await bus.publish(ImagesValidated(job_id=job_id, images=(image,)))
     failed = await asyncio.wait_for(failures.get(), 5)
 
     assert isinstance(failed, StageFailed)
-    assert (failed.message, failed.final, failed.retryable) == ("SfM engine not installed yet", True, False)
+    assert (failed.error_type, failed.final, failed.retryable) == ("UserError", True, False)
+    assert failed.message.startswith("1 photo(s) is not enough: take at least 3")
     await service.stop()
     await bus.close()

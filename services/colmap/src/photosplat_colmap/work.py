@@ -1,16 +1,61 @@
-"""The SfM stage: photos of a job in, a sparse model and its statistics out."""
+"""The SfM stage: photos of a job in, a sparse model and its statistics out. The pipeline works on
+local folders; this wraps it with the store (download, upload) and the job's context."""
 
 from __future__ import annotations
 
-from photosplat_libs.events import ImagesValidated, SfmDone
-from photosplat_libs.worker import JobContext, WorkError
+import asyncio
+from pathlib import Path, PurePosixPath
 
+from photosplat_libs.events import ImageInfo, ImagesValidated, JobOptions, SfmDone
+from photosplat_libs.worker import JobContext
 
-class EngineNotInstalled(WorkError):
-    """This build has no SfM engine: no attempt can succeed."""
+from photosplat_colmap import outputs, pipeline
+from photosplat_colmap.capture import Photo
 
-    retryable = False
+_PARALLEL_DOWNLOADS = 8
 
 
 async def run_sfm(event: ImagesValidated, ctx: JobContext) -> SfmDone:
-    raise EngineNotInstalled("SfM engine not installed yet")
+    input_dir = ctx.work_dir / "input"
+    input_dir.mkdir()
+    ctx.log(f"downloading {len(event.images)} photos")
+    photos = await _download(ctx, event.images, input_dir)
+    result = await asyncio.to_thread(
+        pipeline.run, photos, ctx.work_dir / "sfm", ctx.work_dir / "out", sfm_options(event.options), ctx
+    )
+    sparse_key = await outputs.upload(ctx.store, ctx.job_id, result)
+    return SfmDone(
+        job_id=ctx.job_id,
+        sparse_key=sparse_key,
+        registered_images=result.registered_images,
+        total_images=result.total_images,
+        points=result.points,
+        reprojection_error=result.reprojection_error,
+        options=event.options,
+        stats=result.stats(),
+    )
+
+
+def sfm_options(options: JobOptions) -> pipeline.SfmOptions:
+    if options.original_resolution:
+        return pipeline.SfmOptions(max_image_side=None)
+    return pipeline.SfmOptions(max_image_side=options.max_image_side or pipeline.DEFAULT_MAX_SIDE)
+
+
+async def _download(ctx: JobContext, images: tuple[ImageInfo, ...], folder: Path) -> list[Photo]:
+    limit = asyncio.Semaphore(_PARALLEL_DOWNLOADS)
+
+    async def fetch(info: ImageInfo) -> Photo:
+        # Local names come from our own keys (``0007.jpg``), never from the user's file names.
+        name = PurePosixPath(info.key).name
+        async with limit:
+            await ctx.store.get_file(info.key, str(folder / name))
+        return Photo(
+            path=folder / name,
+            name=name,
+            focal_length_px=info.focal_length_px,
+            camera=info.camera,
+            original_name=info.name,
+        )
+
+    return list(await asyncio.gather(*(fetch(info) for info in images)))

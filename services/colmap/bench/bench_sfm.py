@@ -1,0 +1,109 @@
+"""SfM benchmark: time per step, registered photos, reprojection error and pose accuracy on
+buddha, lund (../shared/datasets) and the synthetic scene. Prints a Markdown table.
+
+    python services/colmap/bench/bench_sfm.py [--datasets buddha lund synthetic] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+from photosplat_colmap import pipeline
+from photosplat_colmap.capture import photos_from_folder
+from photosplat_colmap.evaluation import pose_errors, pose_from_projection, poses_of
+from photosplat_libs.synthetic import render_scene, write_images
+
+STEPS = ("capture", "extraction", "matching", "mapping", "undistortion")
+DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "datasets"
+
+
+class Silent:
+    def progress(self, fraction: float, eta_seconds: float | None = None, **metrics: float) -> None:
+        pass
+
+    def log(self, *lines: str) -> None:
+        pass
+
+    def check_cancelled(self) -> None:
+        pass
+
+
+def prepare_dataset(name: str, data: Path, tmp: Path) -> tuple[Path, dict[str, np.ndarray] | None]:
+    """The photo folder and, where known, the true cameras."""
+    if name == "synthetic":
+        scene = render_scene(n_views=24, seed=0)
+        write_images(scene, tmp / "synthetic")
+        return tmp / "synthetic", dict(zip(scene.names, scene.cams_from_world, strict=True))
+    root = data / name
+    if name == "buddha":
+        truth = {
+            f"{p.name.split('_')[0]}.jpg": pose_from_projection(np.loadtxt(p))
+            for p in (root / "cameras_P").glob("*_P.txt")
+        }
+        return root / "images", truth
+    return root / "images", None
+
+
+def bench(name: str, data: Path) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        images, truth = prepare_dataset(name, data, tmp)
+        photos = photos_from_folder(images)
+        start = time.monotonic()
+        result = pipeline.run(photos, tmp / "work", tmp / "out", pipeline.SfmOptions(), Silent())
+        total = time.monotonic() - start
+        accuracy = "n/a"
+        if truth is not None:
+            errors = pose_errors(poses_of(pycolmap.Reconstruction(str(result.sparse_dir))), truth)
+            accuracy = f"{np.median(errors.rotation_deg):.3f} / {errors.rotation_deg.max():.3f}"
+        width = max(c.width for c in pycolmap.Reconstruction(str(result.sparse_dir)).cameras.values())
+        return [
+            name,
+            f"{result.registered_images}/{result.total_images}",
+            str(width),
+            str(result.points),
+            f"{result.reprojection_error:.3f}",
+            f"{result.mean_track_length:.2f}",
+            *(f"{result.timings.get(step, 0.0):.1f}" for step in STEPS),
+            f"{total:.1f}",
+            f"{result.matcher}/{result.mapper}",
+            accuracy,
+        ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", nargs="+", default=["buddha", "lund", "synthetic"])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("PHOTOSPLAT_DATASETS", DEFAULT_DATA)))
+    args = parser.parse_args()
+    print(
+        f"pycolmap {pycolmap.__version__} (CUDA: {pycolmap.has_cuda}), {os.cpu_count()} CPU cores, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}\n"
+    )
+    header = [
+        "dataset",
+        "registered",
+        "width px",
+        "points",
+        "reproj. err px",
+        "track len",
+        *(f"{s} s" for s in STEPS),
+        "total s",
+        "matcher/mapper",
+        "rot. err median/max deg",
+    ]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name in args.datasets:
+        print("| " + " | ".join(bench(name, args.data)) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

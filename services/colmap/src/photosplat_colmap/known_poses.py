@@ -1,0 +1,120 @@
+"""Jobs that bring their own cameras (a COLMAP model, text or binary, or a NeRF-style
+``transforms.json``) skip SfM: the poses are read, scaled to the working resolution and
+undistorted to the same PINHOLE layout that SfM produces.
+
+Only the pipeline and the CLI (``--poses``, or such a file inside the images folder) support this
+for now: ingest accepts photos only, so a service job cannot carry a poses file yet.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+from photosplat_libs.worker import UserError
+
+from photosplat_colmap import outputs
+from photosplat_colmap.capture import Photo, prepare
+from photosplat_colmap.pipeline import Reporter, SfmOptions, SfmResult
+
+_MODEL_FILES = ("cameras.bin", "cameras.txt")
+# NeRF/Blender cameras look down -z with y up; COLMAP's look down +z with y down.
+_OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def find(images_dir: Path) -> Path | None:
+    """A poses file or model shipped inside the images folder, if any."""
+    for candidate in (images_dir / "transforms.json", images_dir / "sparse" / "0", images_dir / "sparse", images_dir):
+        if candidate.name == "transforms.json" and candidate.is_file():
+            return candidate
+        if candidate.is_dir() and any((candidate / f).is_file() for f in _MODEL_FILES):
+            return candidate
+    return None
+
+
+def load(poses: Path, image_sizes: dict[str, tuple[int, int]]) -> pycolmap.Reconstruction:
+    """The cameras and poses of ``poses``, with image names reduced to file names."""
+    if poses.is_file() and poses.suffix == ".json":
+        return _from_transforms(json.loads(poses.read_text()), image_sizes)
+    model = pycolmap.Reconstruction(str(poses))
+    by_stem = {Path(name).stem: name for name in image_sizes}
+    for image in model.images.values():
+        image.name = by_stem.get(Path(image.name).stem, Path(image.name).name)
+    return model
+
+
+def _from_transforms(data: dict, image_sizes: dict[str, tuple[int, int]]) -> pycolmap.Reconstruction:
+    by_stem = {Path(name).stem: name for name in image_sizes}
+    model = pycolmap.Reconstruction()
+    for image_id, frame in enumerate(data["frames"], start=1):
+        name = by_stem.get(Path(frame["file_path"]).stem)
+        if name is None:
+            continue
+        width, height = image_sizes[name]
+        intr = {**data, **frame}  # per-frame intrinsics override the shared ones
+        fx = intr.get("fl_x") or width / 2 / math.tan(intr["camera_angle_x"] / 2)
+        fy = intr.get("fl_y") or fx
+        camera = pycolmap.Camera(
+            camera_id=image_id,
+            model="PINHOLE",
+            width=width,
+            height=height,
+            params=[fx, fy, intr.get("cx", width / 2), intr.get("cy", height / 2)],
+        )
+        model.add_camera_with_trivial_rig(camera)
+        world_from_cam = np.asarray(frame["transform_matrix"], float) @ _OPENGL_TO_OPENCV
+        cam_from_world = np.linalg.inv(world_from_cam)[:3]
+        image = pycolmap.Image(name=name, camera_id=image_id, image_id=image_id)
+        model.add_image_with_trivial_frame(image, pycolmap.Rigid3d(cam_from_world))
+    return model
+
+
+def run(
+    poses: Path, photos: list[Photo], work_dir: Path, out_dir: Path, options: SfmOptions, reporter: Reporter
+) -> SfmResult:
+    from PIL import Image
+
+    t = time.monotonic()
+    sizes = {}
+    for photo in photos:
+        with Image.open(photo.path) as image:
+            sizes[photo.name] = image.size
+    model = load(poses, sizes)
+    if model.num_reg_images() < 3:
+        raise UserError(f"the poses in {poses.name} match only {model.num_reg_images()} of the photos")
+    images_dir = work_dir / "images"
+    capture = prepare(
+        [p for p in photos if any(i.name == p.name for i in model.images.values())], images_dir, options.max_image_side
+    )
+    scale = {p.photo.name: p.scale for p in capture.kept}
+    for camera_id, camera in model.cameras.items():
+        names = [i.name for i in model.images.values() if i.camera_id == camera_id]
+        if names and scale[names[0]] != 1.0:
+            camera.rescale(scale[names[0]])
+    sparse_dir = out_dir / "sparse"
+    sparse_dir.mkdir(parents=True, exist_ok=True)
+    model.write_binary(str(sparse_dir))
+    undistorted = out_dir / "undistorted"
+    pycolmap.undistort_images(str(undistorted), str(sparse_dir), str(images_dir), output_type="COLMAP")
+    outputs.tidy_undistorted(undistorted)
+    seconds = time.monotonic() - t
+    reporter.log(f"known poses from {poses.name}: {model.num_reg_images()} cameras, SfM skipped ({seconds:.1f} s)")
+    reporter.progress(1.0)
+    return SfmResult(
+        sparse_dir=sparse_dir,
+        undistorted_dir=undistorted,
+        registered_images=model.num_reg_images(),
+        total_images=len(photos),
+        points=model.num_points3D(),
+        reprojection_error=float(model.compute_mean_reprojection_error()) if model.num_points3D() else 0.0,
+        mean_track_length=float(model.compute_mean_track_length()) if model.num_points3D() else 0.0,
+        timings={"known_poses": seconds},
+        warnings=[w for w in capture.warnings()]
+        + ([] if model.num_points3D() else ["no 3D points came with the poses"]),
+        matcher="none",
+        mapper="known poses",
+    )
