@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from photosplat_libs import keys
 from photosplat_libs.bus import Delivery, QueueSpec
 from photosplat_libs.bus.memory import MemoryBus
-from photosplat_libs.events import Envelope, ExportInfo, SfmDone, StageFailed, StageStarted, TrainingDone
+from photosplat_libs.events import Envelope, ExportInfo, JobOptions, SfmDone, StageFailed, StageStarted, TrainingDone
 from photosplat_libs.service import Deps
 from photosplat_libs.store.folder import FolderStore
 from photosplat_libs.worker import JobContext
@@ -74,14 +75,47 @@ async def test_sfm_done_in_training_done_out(deps: Deps) -> None:
     await service.stop()
 
 
-async def test_without_an_engine_the_job_fails_once_with_a_clear_reason(deps: Deps) -> None:
+async def test_a_training_job_runs_on_the_cpu_from_the_stored_sfm_folder(deps: Deps, tmp_path: Path) -> None:
+    import torch
+    from photosplat_libs.synthetic import render_scene, write_colmap_dataset
+
+    torch.set_num_threads(1)  # small tensors: a second thread only waits on a shared machine
+    scene_dir = write_colmap_dataset(render_scene(n_views=10, width=48, height=36, n_points=800, seed=7), tmp_path / "sfm")
+    trigger = sfm_done()
+    prefix = f"jobs/{trigger.job_id}/sfm/undistorted/"
+    for path in sorted(p for p in scene_dir.rglob("*") if p.is_file()):
+        await deps.store.put_file(prefix + path.relative_to(scene_dir).as_posix(), str(path))
+    trigger = trigger.model_copy(update={"sparse_key": prefix, "options": JobOptions(preset="preview")})
+
     events = await outcomes(deps)
-    service = create(TrainerSettings(worker_name="gpu0"), deps)
+    service = create(TrainerSettings(worker_name="cpu0", device="cpu", max_steps=30), deps)
+    await service.start()
+    await deps.bus.publish(trigger)
+    seen: list[Envelope] = []
+    while not isinstance(seen[-1:] and seen[-1], (TrainingDone, StageFailed)):
+        seen.append(await asyncio.wait_for(events.get(), 120))
+    await service.stop()
+
+    done = seen[-1]
+    assert isinstance(done, TrainingDone), done
+    assert [e.format for e in done.exports] == ["ply", "splat", "spz"]
+    for export in done.exports:
+        assert (await deps.store.stat(export.key)).size == export.bytes > 0 and export.psnr is not None
+    assert done.gaussian_count > 0 and done.psnr is not None and done.ssim is not None
+    assert done.thumbnail_key and await deps.store.exists(done.thumbnail_key)
+    config = json.loads(await deps.store.get(keys.output(trigger.job_id, "config.json")))
+    assert config["steps"] == 30 and config["sh_degree"] == 1
+    assert not await deps.store.exists(keys.train(trigger.job_id, "checkpoint.pt"))
+    assert done.timings["train_seconds"] > 0
+
+
+async def test_a_missing_sfm_folder_fails_the_job(deps: Deps) -> None:
+    events = await outcomes(deps)
+    service = create(TrainerSettings(worker_name="cpu0", device="cpu"), deps)
     await service.start()
     await deps.bus.publish(sfm_done())
 
     assert isinstance(await asyncio.wait_for(events.get(), 5), StageStarted)
     failed = await asyncio.wait_for(events.get(), 5)
-    assert isinstance(failed, StageFailed)
-    assert (failed.message, failed.final, failed.retryable) == ("training engine not installed yet", True, False)
+    assert isinstance(failed, StageFailed) and "is missing from the store" in failed.message
     await service.stop()

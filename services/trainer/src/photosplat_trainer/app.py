@@ -8,7 +8,7 @@ from photosplat_libs.service import Deps, Service
 from photosplat_libs.worker import Worker, WorkFn, default_worker_name, expecting
 
 from photosplat_trainer.settings import TrainerSettings
-from photosplat_trainer.work import run_training
+from photosplat_trainer.work import training_work
 
 
 def create(settings: TrainerSettings, deps: Deps, work: WorkFn | None = None) -> Service:
@@ -17,7 +17,7 @@ def create(settings: TrainerSettings, deps: Deps, work: WorkFn | None = None) ->
         "trainer",
         Stage.TRAIN,
         topology.TRAINER_WORK,
-        work or expecting(SfmDone, run_training),
+        work or expecting(SfmDone, training_work(settings)),
         deps,
         worker_name=settings.worker_name or default_worker_name(),
         heartbeat_seconds=settings.heartbeat_seconds,

@@ -1,0 +1,72 @@
+"""Rendering backends: one interface, a pure-PyTorch CPU rasteriser and gsplat on CUDA.
+
+``render(params, view, sh_degree, background, antialiased=...)`` returns the image, its alpha and the
+``info`` the backend's densification strategy needs; ``densifier(cfg, scene_scale, n)`` returns that
+strategy. gsplat is imported only inside the CUDA backend, so CPU machines never need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from photosplat_trainer.config import TrainConfig
+from photosplat_trainer.dataset import View
+from photosplat_trainer.model import Optimizers, Params
+
+
+@dataclass
+class RenderOutput:
+    image: torch.Tensor  # (H, W, 3)
+    alpha: torch.Tensor  # (H, W, 1)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Densifier(Protocol):
+    """Adaptive density control around one training step (gsplat's Strategy, wrapped)."""
+
+    def pre_backward(self, params: Params, optimizers: Optimizers, step: int, info: dict[str, Any]) -> None: ...
+
+    def post_backward(self, params: Params, optimizers: Optimizers, step: int, info: dict[str, Any], means_lr: float) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+    device: torch.device
+
+    def render(
+        self,
+        params: Params,
+        view: View,
+        sh_degree: int,
+        background: torch.Tensor,
+        *,
+        antialiased: bool = False,
+        packed: bool = False,
+        viewmat: torch.Tensor | None = None,
+    ) -> RenderOutput: ...
+
+    def densifier(self, cfg: TrainConfig, scene_scale: float, n_gaussians: int) -> Densifier: ...
+
+    def default_max_gaussians(self) -> int: ...
+
+
+def select_backend(device: str = "auto") -> Backend:
+    """``auto``: CUDA when a GPU is visible, else CPU. ``cuda`` without a GPU is an error."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was asked for but PyTorch sees no CUDA GPU")
+        from photosplat_trainer.backends.cuda import CudaBackend
+
+        return CudaBackend()
+    from photosplat_trainer.backends.cpu import CpuBackend
+
+    return CpuBackend()

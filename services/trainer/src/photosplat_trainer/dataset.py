@@ -1,0 +1,178 @@
+"""The SfM output as training data: undistorted PINHOLE images with poses and the sparse points.
+
+Layout (what the SfM stage uploads): ``images/*`` and ``sparse/{cameras,images,points3D}.bin``.
+Views are sorted by image name and every ``test_every``-th one (index 0, n, 2n, ...) is held out for
+evaluation, as gsplat's ``simple_trainer`` and the 3DGS papers split them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from photosplat_libs.worker import UserError
+from PIL import Image
+
+
+@dataclass
+class View:
+    name: str
+    image: torch.Tensor  # (H, W, 3) float32 in [0, 1]
+    K: torch.Tensor  # (3, 3) for this (possibly downscaled) image
+    viewmat: torch.Tensor  # (4, 4) world -> camera (COLMAP: x right, y down, z forward)
+    index: int  # position among the training views (appearance embedding); -1 for held-out views
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def center(self) -> np.ndarray:
+        R, t = self.viewmat[:3, :3].double(), self.viewmat[:3, 3].double()
+        return (-R.T @ t).cpu().numpy()
+
+    def to(self, device: torch.device | str) -> View:
+        return View(self.name, self.image.to(device), self.K.to(device), self.viewmat.to(device), self.index)
+
+
+@dataclass
+class Dataset:
+    train: list[View]
+    test: list[View]
+    points: np.ndarray  # (M, 3) float32
+    colors: np.ndarray  # (M, 3) float32 in [0, 1]
+
+    @property
+    def camera_centers(self) -> np.ndarray:
+        return np.stack([v.center for v in self.train + self.test])
+
+    @property
+    def scene_scale(self) -> float:
+        """1.1 x the largest distance of a camera from the cameras' mean (3DGS's "extent")."""
+        c = self.camera_centers
+        return 1.1 * float(np.linalg.norm(c - c.mean(axis=0), axis=1).max()) or 1.0
+
+    def to(self, device: torch.device | str) -> Dataset:
+        return Dataset([v.to(device) for v in self.train], [v.to(device) for v in self.test], self.points, self.colors)
+
+
+def sky_points(data: Dataset, n: int, radius_factor: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points spread over a sphere around the cameras (radius ``radius_factor`` x the scene
+    scale), each coloured by the first training view that sees it (grey when none does)."""
+    rng = np.random.default_rng(seed)
+    dirs = rng.normal(size=(n, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    points = (data.camera_centers.mean(axis=0) + radius_factor * data.scene_scale * dirs).astype(np.float32)
+    colors = np.full((n, 3), 0.5, np.float32)
+    todo = np.ones(n, bool)
+    for view in data.train:
+        vm, K = view.viewmat.cpu().numpy(), view.K.cpu().numpy()
+        cam = points @ vm[:3, :3].T + vm[:3, 3]
+        z = np.maximum(cam[:, 2], 1e-9)
+        u, v = K[0, 0] * cam[:, 0] / z + K[0, 2], K[1, 1] * cam[:, 1] / z + K[1, 2]
+        seen = todo & (cam[:, 2] > 0) & (u >= 0) & (u < view.width) & (v >= 0) & (v < view.height)
+        pixels = view.image.cpu().numpy()
+        colors[seen] = pixels[v[seen].astype(int), u[seen].astype(int)]
+        todo &= ~seen
+    return points, colors
+
+
+def downscale_factor(width: int, height: int, max_side: int | None) -> float:
+    """>= 1: how much an image is shrunk so that its longer side fits ``max_side``."""
+    if max_side is None or max(width, height) <= max_side:
+        return 1.0
+    return max(width, height) / max_side
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One posed image as the SfM model gives it (intrinsics for ``width`` x ``height``)."""
+
+    name: str
+    K: np.ndarray  # (3, 3)
+    cam_from_world: np.ndarray  # (3, 4)
+    width: int
+    height: int
+
+
+def load_colmap(folder: Path, *, max_image_side: int | None, test_every: int = 8) -> Dataset:
+    folder = Path(folder)
+    cameras, points, colors = read_colmap(folder)
+    return build_dataset(cameras, folder / "images", points, colors, max_image_side=max_image_side, test_every=test_every)
+
+
+def read_colmap(folder: Path) -> tuple[list[Camera], np.ndarray, np.ndarray]:
+    import pycolmap
+
+    sparse = Path(folder) / "sparse"
+    if not (sparse / "images.bin").exists() and (sparse / "0" / "images.bin").exists():
+        sparse = sparse / "0"
+    try:
+        rec = pycolmap.Reconstruction(str(sparse))
+    except Exception as exc:  # pycolmap raises plain RuntimeErrors for missing or broken files
+        raise UserError(f"the SfM model in {folder} cannot be read: {exc}") from exc
+    cameras = []
+    for img in sorted((i for i in rec.images.values() if i.has_pose), key=lambda i: i.name):
+        cam = img.camera
+        if cam.model_name not in ("PINHOLE", "SIMPLE_PINHOLE"):
+            raise UserError(f"camera model {cam.model_name} of {img.name} is not undistorted (PINHOLE expected)")
+        cameras.append(
+            Camera(img.name, np.asarray(cam.calibration_matrix()), np.asarray(img.cam_from_world().matrix()), cam.width, cam.height)
+        )
+    pts = rec.points3D
+    points = np.array([p.xyz for p in pts.values()], np.float32).reshape(-1, 3)
+    colors = np.array([p.color for p in pts.values()], np.float32).reshape(-1, 3) / 255.0
+    return cameras, points, colors
+
+
+def build_dataset(
+    cameras: list[Camera],
+    image_dir: Path,
+    points: np.ndarray,
+    colors: np.ndarray,
+    *,
+    max_image_side: int | None,
+    test_every: int = 8,
+) -> Dataset:
+    """Load and downscale the images of ``cameras`` (sorted by name) and split off the held-out views."""
+    cameras = sorted(cameras, key=lambda c: c.name)
+    if len(cameras) < 2:
+        raise UserError(f"the SfM model has {len(cameras)} posed image(s); training needs at least 2")
+    if len(points) < 4:
+        raise UserError(f"the SfM model has only {len(points)} 3D points; training needs some to start from")
+    views: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for cam in cameras:
+        pixels = _read_image(Path(image_dir) / cam.name)
+        h0, w0 = pixels.shape[:2]
+        factor = downscale_factor(w0, h0, max_image_side)
+        w, h = max(1, round(w0 / factor)), max(1, round(h0 / factor))
+        if (w, h) != (w0, h0):
+            pixels = np.asarray(Image.fromarray(pixels).resize((w, h), Image.Resampling.LANCZOS))
+        K = torch.tensor(cam.K, dtype=torch.float32)
+        # The intrinsics refer to the camera's size, which may differ from the file's (a resize).
+        K[0] *= w / cam.width
+        K[1] *= h / cam.height
+        viewmat = torch.eye(4)
+        viewmat[:3] = torch.tensor(cam.cam_from_world, dtype=torch.float32)
+        views.append((cam.name, torch.from_numpy(pixels.astype(np.float32) / 255.0), K, viewmat))
+
+    held_out = {i for i in range(len(views)) if test_every > 0 and i % test_every == 0}
+    if len(held_out) == len(views):
+        held_out = set()
+    kept = [v for i, v in enumerate(views) if i not in held_out]
+    train = [View(*v, index=idx) for idx, v in enumerate(kept)]
+    test = [View(*views[i], index=-1) for i in sorted(held_out)]
+    return Dataset(train, test, np.asarray(points, np.float32), np.asarray(colors, np.float32))
+
+
+def _read_image(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise UserError(f"image {path.name} named in the SfM model is missing")
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))

@@ -1,0 +1,54 @@
+"""Photometric losses and metrics: L1, SSIM (11x11 Gaussian window, sigma 1.5) and PSNR.
+
+SSIM is computed with 'valid' windows (no padding), as gsplat's ``fused_ssim(padding="valid")`` and
+torchmetrics do; no learned metric (no downloaded weights).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+_C1, _C2 = 0.01**2, 0.03**2
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM of two images (H, W, C) or batches (B, H, W, C) with values in [0, 1]."""
+    if a.dim() == 3:
+        a, b = a[None], b[None]
+    x, y = a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2)
+    channels = x.shape[1]
+    g = gaussian_window(window, sigma, dtype=x.dtype, device=x.device)
+    # Separable blur: a (1 x k) then a (k x 1) depthwise convolution.
+    kx = g.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    ky = g.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(t, kx, groups=channels), ky, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x**2
+    syy = blur(y * y) - mu_y**2
+    sxy = blur(x * y) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + _C1) * (2 * sxy + _C2)
+    den = (mu_x**2 + mu_y**2 + _C1) * (sxx + syy + _C2)
+    return (num / den).mean()
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs().mean()
+
+
+def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_lambda: float) -> torch.Tensor:
+    return (1.0 - ssim_lambda) * l1(render, target) + ssim_lambda * (1.0 - ssim(render, target))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()

@@ -1,0 +1,121 @@
+"""One training run from an SfM folder to exported files: what the worker and the CLI both do.
+
+Resolve the configuration (preset + overrides, the CPU image cap), load the views, train (with the
+out-of-memory retry), prune floaters, evaluate the pruned set on the held-out views, write every
+export and measure its held-out PSNR after the round trip, render a thumbnail, and save the resolved
+configuration and the metrics as JSON beside the exports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from photosplat_trainer.backends import Backend, select_backend
+from photosplat_trainer.config import TrainConfig, preset, with_overrides
+from photosplat_trainer.dataset import Dataset, load_colmap
+from photosplat_trainer.export import export_all, load_export, prune_floaters, save_thumbnail
+from photosplat_trainer.gaussians import GaussianSet
+from photosplat_trainer.train import Callbacks, TrainResult, evaluate_gaussians, render_image, train_with_oom_retry
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    format: str
+    path: Path
+    bytes: int
+    psnr: float | None  # held-out PSNR of the file read back
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    config: TrainConfig
+    result: TrainResult
+    gaussians: GaussianSet  # after floater pruning
+    psnr: float | None
+    ssim: float | None
+    exports: list[ExportedFile]
+    thumbnail: Path
+    config_path: Path
+    metrics_path: Path
+
+
+def resolve_config(
+    preset_name: str, overrides: dict[str, Any], backend: Backend, steps: int | None = None, max_steps: int | None = None
+) -> TrainConfig:
+    cfg = preset(preset_name, **overrides)
+    if max_steps is not None:
+        steps = min(steps or cfg.steps, max_steps)
+    if steps is not None and steps != cfg.steps:
+        # A different length keeps the preset's schedule proportions.
+        cfg = cfg.scaled(steps / cfg.steps)
+    if backend.name == "cpu":
+        side = cfg.max_image_side
+        cfg = with_overrides(cfg, max_image_side=cfg.cpu_max_image_side if side is None else min(side, cfg.cpu_max_image_side))
+    return cfg
+
+
+def run_pipeline(
+    scene_dir: Path,
+    out_dir: Path,
+    *,
+    preset_name: str = "standard",
+    overrides: dict[str, Any] | None = None,
+    device: str = "auto",
+    steps: int | None = None,
+    max_steps: int | None = None,
+    callbacks: Callbacks | None = None,
+    work_dir: Path | None = None,
+    resume: Path | None = None,
+) -> TrainOutputs:
+    cb = callbacks or Callbacks()
+    backend = select_backend(device)
+    cfg = resolve_config(preset_name, dict(overrides or {}), backend, steps, max_steps)
+    data = load_colmap(Path(scene_dir), max_image_side=cfg.max_image_side, test_every=cfg.test_every)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result, cfg = train_with_oom_retry(data, cfg, backend, cb, work_dir=work_dir or out_dir, resume=resume)
+    config_path = cfg.save(out_dir / "config.json")
+
+    # Sky points sit at 3x the camera extent and must stay wide to cover the sky: only drop
+    # Gaussians larger than that whole sphere's reach then.
+    wide = {"max_scale_fraction": 4.0} if cfg.sky_points_fraction > 0 else {}
+    pruned = prune_floaters(result.gaussians, data.camera_centers, **wide)
+    cb.log("floater pruning: " + ", ".join(f"{k} {v}" for k, v in pruned.counts.items()))
+    gaussians = pruned.gaussians
+    psnr, ssim = evaluate_gaussians(gaussians, data.test, backend, cfg) if data.test else (None, None)
+
+    exports = []
+    for item in export_all(gaussians, out_dir):
+        cb.check_cancelled()
+        round_trip = evaluate_gaussians(load_export(item.path), data.test, backend, cfg)[0] if data.test else None
+        exports.append(ExportedFile(item.format, item.path, item.bytes, round_trip))
+    thumbnail = save_thumbnail(render_image(gaussians, _thumbnail_view(data), backend, cfg), out_dir / "thumbnail.png")
+
+    metrics = {
+        "backend": backend.name,
+        "steps": result.steps,
+        "train_seconds": result.train_seconds,
+        "gaussians_trained": len(result.gaussians),
+        "gaussians": len(gaussians),
+        "pruned": pruned.counts,
+        "psnr_before_pruning": result.psnr,
+        "ssim_before_pruning": result.ssim,
+        "psnr": psnr,
+        "ssim": ssim,
+        "peak_gpu_memory_bytes": result.peak_memory_bytes,
+        "history": [dict(zip(("step", "seconds", "psnr", "ssim"), h)) for h in result.history],
+        "exports": [{**dataclasses.asdict(e), "path": e.path.name} for e in exports],
+        "views": {"train": [v.name for v in data.train], "test": [v.name for v in data.test]},
+    }
+    metrics_path = out_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    return TrainOutputs(cfg, result, gaussians, psnr, ssim, exports, thumbnail, config_path, metrics_path)
+
+
+def _thumbnail_view(data: Dataset):
+    # The middle training view: a capture's centre of interest more often than its first frame.
+    return data.train[len(data.train) // 2]

@@ -1,0 +1,347 @@
+"""The training loop: Gaussians fitted to the training views of a :class:`Dataset` on a backend.
+
+The loop reports progress every ``cfg.progress_seconds`` (step, loss, PSNR so far, ETA), evaluates
+on the held-out views every ``cfg.eval_every`` steps and at the end, writes a checkpoint every
+``cfg.checkpoint_every`` steps (resumable: :func:`train` takes it back), and asks ``check_cancelled``
+before every step. Out of GPU memory, :func:`train_with_oom_retry` tries once more with half the
+Gaussians, then gives up with a clear error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from photosplat_libs.worker import WorkError
+
+from photosplat_trainer.backends import Backend
+from photosplat_trainer.config import TrainConfig
+from photosplat_trainer.dataset import Dataset, View, sky_points
+from photosplat_trainer.gaussians import GaussianSet
+from photosplat_trainer.losses import photometric_loss, psnr, ssim
+from photosplat_trainer.model import Params, from_gaussian_set, init_params, make_optimizers, to_gaussian_set
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    steps: int
+    loss: float
+    psnr: float  # training-view PSNR, averaged since the last report
+    eta_seconds: float
+    gaussians: int
+    eval_psnr: float | None = None
+
+
+@dataclass
+class Callbacks:
+    progress: Callable[[Progress], None] = lambda _p: None
+    log: Callable[[str], None] = lambda _line: None
+    check_cancelled: Callable[[], None] = lambda: None
+    # Called with the checkpoint file and its step, after the file is complete.
+    checkpoint: Callable[[Path, int], None] = lambda _path, _step: None
+
+
+@dataclass
+class TrainResult:
+    gaussians: GaussianSet
+    steps: int
+    psnr: float | None
+    ssim: float | None
+    train_seconds: float
+    # (step, training seconds so far, held-out PSNR, held-out SSIM) of every evaluation.
+    history: list[tuple[int, float, float, float]] = field(default_factory=list)
+    peak_memory_bytes: int = 0
+
+
+class OutOfMemory(WorkError):
+    """Training ran out of GPU memory (after the retry, if any)."""
+
+    retryable = False
+
+    def __init__(self, message: str, gaussians: int = 0) -> None:
+        super().__init__(message)
+        self.gaussians = gaussians
+
+
+class CheckpointMismatch(ValueError):
+    pass
+
+
+def train(
+    data: Dataset,
+    cfg: TrainConfig,
+    backend: Backend,
+    callbacks: Callbacks | None = None,
+    *,
+    work_dir: Path | None = None,
+    resume: Path | None = None,
+) -> TrainResult:
+    trainer: _Trainer | None = None
+    try:
+        trainer = _Trainer(data, cfg, backend, callbacks or Callbacks(), work_dir, resume)
+        return trainer.run()
+    except torch.OutOfMemoryError as exc:
+        reached = len(trainer.params["means"]) if trainer is not None else len(data.points)
+        raise OutOfMemory(f"out of GPU memory: {exc}".splitlines()[0], gaussians=reached) from exc
+
+
+def train_with_oom_retry(
+    data: Dataset,
+    cfg: TrainConfig,
+    backend: Backend,
+    callbacks: Callbacks | None = None,
+    *,
+    work_dir: Path | None = None,
+    resume: Path | None = None,
+) -> tuple[TrainResult, TrainConfig]:
+    """:func:`train`; out of memory, once more from scratch with half the Gaussians it had reached."""
+    cb = callbacks or Callbacks()
+    try:
+        return train(data, cfg, backend, cb, work_dir=work_dir, resume=resume), cfg
+    except OutOfMemory as exc:
+        budget = max(10_000, exc.gaussians // 2)
+        cb.log(f"out of GPU memory with {exc.gaussians} Gaussians; retrying with a budget of {budget}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        smaller = dataclasses.replace(cfg, max_gaussians=budget)
+        try:
+            return train(data, smaller, backend, cb, work_dir=work_dir), smaller
+        except OutOfMemory as again:
+            raise OutOfMemory(
+                f"training ran out of GPU memory twice (the retry was limited to {budget} Gaussians); "
+                "try a smaller preset or a lower max_image_side",
+                gaussians=again.gaussians,
+            ) from again
+
+
+class _Trainer:
+    def __init__(self, data: Dataset, cfg: TrainConfig, backend: Backend, cb: Callbacks, work_dir: Path | None, resume: Path | None) -> None:
+        if not data.train:
+            raise WorkError("no training views", retryable=False)
+        self.cfg, self.backend, self.cb = cfg, backend, cb
+        self.device = backend.device
+        self.data = data.to(self.device)
+        self.scene_scale = data.scene_scale
+        self.work_dir = Path(work_dir) if work_dir else None
+        self.background = torch.tensor(cfg.background, dtype=torch.float32, device=self.device)
+        self.generator = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.start_step, self.elapsed = 0, 0.0
+        self.history: list[tuple[int, float, float, float]] = []
+        checkpoint = torch.load(resume, map_location=self.device, weights_only=False) if resume else None
+        if checkpoint is not None:
+            self._check_compatible(checkpoint)
+            self.params: Params = {k: torch.nn.Parameter(v.to(self.device)) for k, v in checkpoint["params"].items()}
+        else:
+            points, colors = data.points, data.colors
+            n_sky = round(cfg.sky_points_fraction * len(points))
+            if n_sky:
+                sky, sky_colors = sky_points(data, n_sky, seed=cfg.seed)
+                points, colors = np.concatenate([points, sky]), np.concatenate([colors, sky_colors])
+            self.params = init_params(points, colors, cfg, self.device)
+        self.optimizers = make_optimizers(self.params, cfg, self.scene_scale)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            self.optimizers["means"], gamma=cfg.means_lr_final_factor ** (1.0 / max(1, cfg.steps))
+        )
+        self.densifier = backend.densifier(cfg, self.scene_scale, len(self.params["means"]))
+        n_train = len(self.data.train)
+        self.appearance = torch.nn.Parameter(
+            torch.cat([torch.eye(3).flatten(), torch.zeros(3)]).repeat(n_train, 1).to(self.device)
+        )
+        self.appearance_opt = torch.optim.Adam([self.appearance], lr=cfg.appearance_lr) if cfg.appearance else None
+        self.order: list[int] = []
+        if checkpoint is not None:
+            for k, opt in self.optimizers.items():
+                opt.load_state_dict(checkpoint["optimizers"][k])
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+            self.densifier.load_state_dict(checkpoint["densifier"])
+            self.appearance.data.copy_(checkpoint["appearance"])
+            if self.appearance_opt is not None and checkpoint.get("appearance_opt"):
+                self.appearance_opt.load_state_dict(checkpoint["appearance_opt"])
+            self.start_step, self.elapsed = int(checkpoint["step"]), float(checkpoint["elapsed"])
+            self.history = [tuple(h) for h in checkpoint.get("history", [])]  # type: ignore[misc]
+            self.generator = np.random.default_rng(cfg.seed + self.start_step)
+            cb.log(f"resumed from the checkpoint of step {self.start_step}")
+
+    def _check_compatible(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointMismatch(f"checkpoint version {checkpoint.get('version')} is not {CHECKPOINT_VERSION}")
+        saved = TrainConfig.from_json(checkpoint["config"])
+        if saved != self.cfg:
+            raise CheckpointMismatch("the checkpoint was written with another training configuration")
+        if checkpoint["n_train"] != len(self.data.train):
+            raise CheckpointMismatch("the checkpoint was written for another set of training views")
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        cfg, cb = self.cfg, self.cb
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        cb.log(
+            f"training on {self.backend.name}: {len(self.params['means'])} initial Gaussians, "
+            f"{len(self.data.train)} training / {len(self.data.test)} held-out views "
+            f"of {self.data.train[0].width}x{self.data.train[0].height}, {cfg.steps} steps"
+        )
+        last_report = time.monotonic()
+        session_start, session_step = time.monotonic(), self.start_step
+        loss_sum = torch.zeros((), device=self.device)
+        mse_sum = torch.zeros((), device=self.device)
+        n_sum = 0
+        eval_psnr: float | None = self.history[-1][2] if self.history else None
+        for step in range(self.start_step, cfg.steps):
+            cb.check_cancelled()
+            loss, mse = self._step(step)
+            loss_sum += loss
+            mse_sum += mse
+            n_sum += 1
+            done = step + 1
+            if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps and self.data.test:
+                self._sync()
+                self.elapsed += time.monotonic() - session_start
+                eval_psnr, eval_ssim = self.evaluate()
+                self.history.append((done, self.elapsed, eval_psnr, eval_ssim))
+                cb.log(f"step {done}: held-out PSNR {eval_psnr:.2f} dB, SSIM {eval_ssim:.4f}, {len(self.params['means'])} Gaussians")
+                session_start, session_step = time.monotonic(), done
+            now = time.monotonic()
+            if now - last_report >= cfg.progress_seconds or done == cfg.steps:
+                rate = (now - session_start) / max(1, done - session_step)
+                cb.progress(
+                    Progress(
+                        step=done,
+                        steps=cfg.steps,
+                        loss=float(loss_sum) / n_sum,
+                        psnr=-10.0 * math.log10(max(float(mse_sum) / n_sum, 1e-12)),
+                        eta_seconds=rate * (cfg.steps - done),
+                        gaussians=len(self.params['means']),
+                        eval_psnr=eval_psnr,
+                    )
+                )
+                loss_sum.zero_()
+                mse_sum.zero_()
+                n_sum, last_report = 0, now
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps and self.work_dir:
+                self._sync()
+                elapsed = self.elapsed + time.monotonic() - session_start
+                path = self.save_checkpoint(self.work_dir / "checkpoint.pt", done, elapsed)
+                cb.checkpoint(path, done)
+        self._sync()
+        self.elapsed += time.monotonic() - session_start
+        final_psnr, final_ssim = self.evaluate() if self.data.test else (None, None)
+        if final_psnr is not None and final_ssim is not None:
+            self.history.append((cfg.steps, self.elapsed, final_psnr, final_ssim))
+        peak = torch.cuda.max_memory_allocated() if self.device.type == "cuda" else 0
+        return TrainResult(
+            gaussians=to_gaussian_set(self.params),
+            steps=cfg.steps,
+            psnr=final_psnr,
+            ssim=final_ssim,
+            train_seconds=self.elapsed,
+            history=self.history,
+            peak_memory_bytes=peak,
+        )
+
+    def _next_view(self) -> View:
+        if not self.order:
+            self.order = list(self.generator.permutation(len(self.data.train)))
+        return self.data.train[self.order.pop()]
+
+    def _step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        view = self._next_view()
+        sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
+        out = self.backend.render(
+            self.params, view, sh_degree, self.background, antialiased=cfg.antialiased, packed=cfg.packed
+        )
+        image = out.image
+        if self.appearance_opt is not None:
+            a = self.appearance[view.index]
+            image = image @ a[:9].view(3, 3).T + a[9:]
+        loss = photometric_loss(image, view.image, cfg.ssim_lambda)
+        if cfg.opacity_reg:
+            loss = loss + cfg.opacity_reg * torch.sigmoid(self.params["opacities"]).mean()
+        if cfg.scale_reg:
+            loss = loss + cfg.scale_reg * torch.exp(self.params["scales"]).mean()
+        self.densifier.pre_backward(self.params, self.optimizers, step, out.info)
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if self.appearance_opt is not None:
+            self.appearance_opt.step()
+            self.appearance_opt.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.densifier.post_backward(self.params, self.optimizers, step, out.info, self.scheduler.get_last_lr()[0])
+        with torch.no_grad():
+            mse = ((image.detach() - view.image) ** 2).mean()
+        return loss.detach(), mse
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        return evaluate_params(self.params, self.data.test, self.backend, self.cfg)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def save_checkpoint(self, path: Path, step: int, elapsed: float) -> Path:
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "step": step,
+            "elapsed": elapsed,
+            "config": self.cfg.to_json(),
+            "n_train": len(self.data.train),
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "scheduler": self.scheduler.state_dict(),
+            "densifier": self.densifier.state_dict(),
+            "appearance": self.appearance.detach().cpu(),
+            "appearance_opt": self.appearance_opt.state_dict() if self.appearance_opt else None,
+            "history": self.history,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+        return path
+
+
+def sh_degree_of(params: Params) -> int:
+    return round(math.sqrt(params["shN"].shape[1] + 1)) - 1
+
+
+@torch.no_grad()
+def evaluate_params(params: Params, views: list[View], backend: Backend, cfg: TrainConfig) -> tuple[float, float]:
+    """Mean PSNR and SSIM over ``views`` (renders clamped to [0, 1])."""
+    background = torch.tensor(cfg.background, dtype=torch.float32, device=backend.device)
+    psnrs, ssims = [], []
+    for view in views:
+        view = view.to(backend.device)
+        image = backend.render(params, view, sh_degree_of(params), background, antialiased=cfg.antialiased).image.clamp(0, 1)
+        psnrs.append(psnr(image, view.image))
+        ssims.append(float(ssim(image, view.image)))
+    return float(np.mean(psnrs)), float(np.mean(ssims))
+
+
+@torch.no_grad()
+def evaluate_gaussians(g: GaussianSet, views: list[View], backend: Backend, cfg: TrainConfig) -> tuple[float, float]:
+    return evaluate_params(from_gaussian_set(g, backend.device), views, backend, cfg)
+
+
+@torch.no_grad()
+def render_image(g: GaussianSet, view: View, backend: Backend, cfg: TrainConfig) -> np.ndarray:
+    """An (H, W, 3) float image of ``g`` seen from ``view``, e.g. for a thumbnail."""
+    params = from_gaussian_set(g, backend.device)
+    background = torch.tensor(cfg.background, dtype=torch.float32, device=backend.device)
+    out = backend.render(params, view.to(backend.device), sh_degree_of(params), background, antialiased=cfg.antialiased)
+    return out.image.clamp(0, 1).cpu().numpy()

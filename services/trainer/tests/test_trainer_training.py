@@ -1,0 +1,128 @@
+"""Training on a tiny synthetic scene with the CPU backend: presets, the CLI, checkpoints, cancel, OOM.
+
+The scene (16 views of 64x48, true poses, ~1500 surface points) trains in seconds. PyTorch runs on
+one thread here: the tensors are small, and on a shared 2-core machine extra threads only wait.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from photosplat_libs.synthetic import render_scene, write_colmap_dataset
+from photosplat_libs.worker import JobCancelled
+from photosplat_trainer import cli
+from photosplat_trainer.backends.cpu import CpuBackend
+from photosplat_trainer.config import PRESETS, TrainConfig, preset, with_overrides
+from photosplat_trainer.dataset import load_colmap
+from photosplat_trainer.model import init_params
+from photosplat_trainer.train import Callbacks, OutOfMemory, Progress, evaluate_params, train, train_with_oom_retry
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def scene_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    scene = render_scene(n_views=16, width=64, height=48, n_points=1500, seed=5)
+    return write_colmap_dataset(scene, tmp_path_factory.mktemp("scene"))
+
+
+def tiny(steps: int, **overrides: object) -> TrainConfig:
+    return with_overrides(preset("preview").scaled(steps / 2000), max_gaussians=3000, **overrides)
+
+
+def test_presets_resolve_and_reference_is_simple_trainers_default(tmp_path: Path) -> None:
+    ref = preset("reference")
+    assert (ref.steps, ref.sh_degree, ref.sh_degree_interval, ref.ssim_lambda) == (30_000, 3, 1000, 0.2)
+    assert (ref.means_lr, ref.scales_lr, ref.quats_lr, ref.opacities_lr, ref.sh0_lr) == (1.6e-4, 5e-3, 1e-3, 5e-2, 2.5e-3)
+    assert (ref.refine_start, ref.refine_stop, ref.refine_every, ref.reset_every, ref.grow_grad2d) == (500, 15_000, 100, 3000, 2e-4)
+    assert ref.strategy == "default" and not ref.antialiased and ref.sky_points_fraction == 0
+    assert preset("preview").steps < preset("standard").steps < ref.steps
+    assert set(PRESETS) == {"preview", "standard", "reference"}
+    assert preset("standard", strategy="mcmc").strategy == "mcmc"
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("best")
+    with pytest.raises(ValueError, match="unknown training option"):
+        preset("standard", learning_rate=1)
+    half = preset("standard").scaled(0.5)
+    assert (half.steps, half.refine_stop) == (3500, 1750)
+    saved = preset("standard", background=[1, 1, 1]).save(tmp_path / "config.json")
+    assert TrainConfig.from_json(saved.read_text()) == preset("standard", background=(1.0, 1.0, 1.0))
+
+
+def test_cli_training_beats_the_untrained_scene_and_writes_everything(scene_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert cli.main([str(scene_dir), "--out", str(out), "--preset", "preview", "--device", "cpu", "--steps", "250"]) == 0
+    for name in ("scene.ply", "scene.splat", "scene.spz", "thumbnail.png", "config.json", "metrics.json"):
+        assert (out / name).stat().st_size > 0, name
+    config = TrainConfig.from_json((out / "config.json").read_text())
+    assert config.steps == 250 and config.sh_degree == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+
+    data = load_colmap(scene_dir, max_image_side=None)
+    untrained = evaluate_params(init_params(data.points, data.colors, config, torch.device("cpu")), data.test, CpuBackend(), config)[0]
+    # Untrained, the SfM points give ~8-9 dB (the sky has no points and renders black); 250 steps
+    # reach ~19 dB here. 16 dB leaves room for platform noise yet fails a broken loss or rasteriser.
+    assert metrics["psnr"] > 16.0 and metrics["psnr"] > untrained + 5.0, (untrained, metrics["psnr"])
+    assert metrics["ssim"] > 0.4
+    by_format = {e["format"]: e for e in metrics["exports"]}
+    assert set(by_format) == {"ply", "splat", "spz"}
+    # The PLY is lossless; the compressed formats lose a little.
+    assert by_format["ply"]["psnr"] == pytest.approx(metrics["psnr"], abs=0.05)
+    assert by_format["spz"]["psnr"] > metrics["psnr"] - 2.0
+
+
+def test_training_resumes_from_its_checkpoint(scene_dir: Path, tmp_path: Path) -> None:
+    data = load_colmap(scene_dir, max_image_side=None)
+    cfg = tiny(40, checkpoint_every=20, progress_seconds=0.0)
+    saved: list[int] = []
+    keep = tmp_path / "kept.pt"
+
+    def on_checkpoint(path: Path, step: int) -> None:
+        saved.append(step)
+        shutil.copy(path, keep)
+
+    first = train(data, cfg, CpuBackend(), Callbacks(checkpoint=on_checkpoint), work_dir=tmp_path / "a")
+    assert saved == [20] and first.steps == 40
+
+    steps: list[int] = []
+    lines: list[str] = []
+    resumed = train(
+        data, cfg, CpuBackend(), Callbacks(progress=lambda p: steps.append(p.step), log=lines.append),
+        work_dir=tmp_path / "b", resume=keep,
+    )
+    assert steps[0] == 21 and steps[-1] == 40
+    assert any("resumed from the checkpoint of step 20" in line for line in lines)
+    assert resumed.psnr is not None
+
+
+def test_cancel_stops_training_within_a_step(scene_dir: Path) -> None:
+    data = load_colmap(scene_dir, max_image_side=None)
+    done: list[Progress] = []
+    checks = 0
+
+    def check() -> None:
+        nonlocal checks
+        checks += 1
+        if checks > 5:
+            raise JobCancelled("cancelled")
+
+    with pytest.raises(JobCancelled):
+        train(data, tiny(1000, progress_seconds=0.0), CpuBackend(), Callbacks(progress=done.append, check_cancelled=check))
+    assert done[-1].step == 5
+
+
+def test_out_of_memory_is_retried_once_with_a_smaller_budget_then_reported(scene_dir: Path) -> None:
+    class ExhaustedBackend(CpuBackend):
+        def render(self, *args: object, **kwargs: object):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    data = load_colmap(scene_dir, max_image_side=None)
+    lines: list[str] = []
+    with pytest.raises(OutOfMemory, match="ran out of GPU memory twice") as failure:
+        train_with_oom_retry(data, tiny(10), ExhaustedBackend(), Callbacks(log=lines.append))
+    assert not failure.value.retryable
+    assert any("retrying with a budget of" in line for line in lines)
