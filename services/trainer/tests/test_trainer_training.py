@@ -19,6 +19,7 @@ from photosplat_trainer.backends.cpu import CpuBackend
 from photosplat_trainer.config import PRESETS, TrainConfig, preset, with_overrides
 from photosplat_trainer.dataset import load_colmap
 from photosplat_trainer.model import init_params
+from photosplat_trainer.pipeline import resolve_config
 from photosplat_trainer.train import Callbacks, OutOfMemory, Progress, evaluate_params, train, train_with_oom_retry
 
 torch.set_num_threads(1)
@@ -51,6 +52,15 @@ def test_presets_resolve_and_reference_is_simple_trainers_default(tmp_path: Path
     assert (half.steps, half.refine_stop) == (3500, 1750)
     saved = preset("standard", background=[1, 1, 1]).save(tmp_path / "config.json")
     assert TrainConfig.from_json(saved.read_text()) == preset("standard", background=(1.0, 1.0, 1.0))
+
+
+def test_a_cpu_run_is_capped_so_the_embedded_demo_ends_in_minutes() -> None:
+    cpu = resolve_config("standard", {}, CpuBackend())
+    standard = preset("standard")
+    assert cpu.steps == standard.cpu_max_steps < standard.steps
+    assert cpu.refine_stop == round(standard.refine_stop * cpu.steps / standard.steps)
+    assert cpu.max_image_side == standard.cpu_max_image_side
+    assert resolve_config("standard", {}, CpuBackend(), max_steps=300).steps == 300
 
 
 def test_cli_training_beats_the_untrained_scene_and_writes_everything(scene_dir: Path, tmp_path: Path) -> None:

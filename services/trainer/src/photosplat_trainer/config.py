@@ -24,8 +24,10 @@ class TrainConfig:
     # Images: the longer side is capped (None keeps the original size); every n-th image is held out.
     max_image_side: int | None = 1600
     test_every: int = 8
-    # A CPU run has no hope at photo resolution: its images are capped harder.
+    # A CPU run has no hope at photo resolution: its images are capped harder, and its schedule is
+    # scaled to at most this many steps, so the embedded demo on a 2-core machine ends in minutes.
     cpu_max_image_side: int = 160
+    cpu_max_steps: int = 2000
 
     # Spherical harmonics: the degree in use grows by one every ``sh_degree_interval`` steps.
     sh_degree: int = 3

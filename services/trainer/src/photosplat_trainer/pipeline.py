@@ -47,6 +47,8 @@ def resolve_config(
     preset_name: str, overrides: dict[str, Any], backend: Backend, steps: int | None = None, max_steps: int | None = None
 ) -> TrainConfig:
     cfg = preset(preset_name, **overrides)
+    if backend.name == "cpu":
+        max_steps = min(max_steps or cfg.cpu_max_steps, cfg.cpu_max_steps)
     if max_steps is not None:
         steps = min(steps or cfg.steps, max_steps)
     if steps is not None and steps != cfg.steps:
