@@ -2,11 +2,17 @@
 buddha, lund (../shared/datasets) and the synthetic scene. Prints a Markdown table.
 
     python services/colmap/bench/bench_sfm.py [--datasets buddha buddha-phone lund synthetic] [--data DIR]
+        [--variant NAME:FIELD=VALUE,FIELD=VALUE ...]
+
+Each --variant runs every dataset again with those SfmOptions fields changed (after the defaults),
+e.g. --variant f3k:max_num_features=3072 --variant t8:num_threads=8.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import os
 import platform
 import tempfile
@@ -62,13 +68,20 @@ def prepare_dataset(name: str, data: Path, tmp: Path) -> tuple[Path, dict[str, n
     return root / "images", None
 
 
-def bench(name: str, data: Path) -> list[str]:
+def parse_variant(text: str) -> tuple[str, pipeline.SfmOptions]:
+    """``NAME:FIELD=VALUE,...`` as SfmOptions (values as Python literals)."""
+    name, _, fields = text.partition(":")
+    changes = {k: ast.literal_eval(v) for k, v in (f.split("=", 1) for f in fields.split(",") if f)}
+    return name, dataclasses.replace(pipeline.SfmOptions(), **changes)
+
+
+def bench(name: str, data: Path, options: pipeline.SfmOptions) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         images, truth = prepare_dataset(name, data, tmp)
         photos = photos_from_folder(images)
         start = time.monotonic()
-        result = pipeline.run(photos, tmp / "work", tmp / "out", pipeline.SfmOptions(), Silent())
+        result = pipeline.run(photos, tmp / "work", tmp / "out", options, Silent())
         total = time.monotonic() - start
         accuracy = "n/a"
         if truth is not None:
@@ -93,13 +106,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=["buddha", "lund", "synthetic"])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("PHOTOSPLAT_DATASETS", DEFAULT_DATA)))
+    parser.add_argument("--variant", action="append", default=[], help="NAME:FIELD=VALUE,... (SfmOptions)")
     args = parser.parse_args()
+    variants = [("default", pipeline.SfmOptions()), *map(parse_variant, args.variant)]
     print(
         f"pycolmap {pycolmap.__version__} (CUDA: {pycolmap.has_cuda}), {os.cpu_count()} CPU cores, "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}\n"
     )
     header = [
         "dataset",
+        "variant",
         "registered",
         "width px",
         "points",
@@ -113,7 +129,9 @@ def main() -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name in args.datasets:
-        print("| " + " | ".join(bench(name, args.data)) + " |", flush=True)
+        for variant, options in variants:
+            row = bench(name, args.data, options)
+            print("| " + " | ".join([row[0], variant, *row[1:]]) + " |", flush=True)
 
 
 if __name__ == "__main__":
