@@ -123,6 +123,18 @@ class ExportInfo(BaseModel):
     psnr: float | None = None
 
 
+class HomeView(BaseModel):
+    """Where a viewer opens the scene: one of the photographer's own cameras, in the scene's frame
+    (COLMAP: x right, y down, z forward), looking at the scene's median depth."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    position: tuple[float, float, float]
+    target: tuple[float, float, float]
+    up: tuple[float, float, float]
+    fov_y_deg: float = Field(gt=0, lt=180)
+
+
 class TrainingDone(Envelope):
     type: Literal["TrainingDone"] = "TrainingDone"
     exports: tuple[ExportInfo, ...]
@@ -131,6 +143,7 @@ class TrainingDone(Envelope):
     ssim: float | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     thumbnail_key: str | None = None
+    home_view: HomeView | None = None
 
 
 class StageFailed(Envelope):

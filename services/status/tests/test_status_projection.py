@@ -15,6 +15,7 @@ from photosplat_libs.bus import Delivery
 from photosplat_libs.db import Database
 from photosplat_libs.db.models import ErrorLog, Job, JobStatus, LogLine, ProcessedEvent
 from photosplat_libs.events import (
+    HomeView,
     Envelope,
     ExportInfo,
     ImageInfo,
@@ -85,9 +86,13 @@ def pipeline(job_id: uuid.UUID) -> list[Envelope]:
             psnr=26.5,
             ssim=0.88,
             timings={"train": 30.0},
+            home_view=HOME,
             occurred_at=at(50),
         ),
     ]
+
+
+HOME = HomeView(position=(0, 0, -4), target=(0, 0, 0), up=(0, -1, 0), fov_y_deg=50)
 
 
 def snapshot(job: Job | None) -> dict[str, Any]:
@@ -137,6 +142,7 @@ async def test_a_whole_pipeline_is_projected(db: Database, folder_store: ObjectS
     assert (row.metrics["psnr"], row.metrics["ssim"]) == (26.5, 0.88)
     assert row.metrics["latest"] == {"stage": "train", "step": 900, "loss": 0.1, "psnr": 25.0}
     assert [p["step"] for p in row.stats["curve"]] == [400, 900]
+    assert row.stats["home_view"] == {"position": [0.0, 0.0, -4.0], "target": [0.0, 0.0, 0.0], "up": [0.0, -1.0, 0.0], "fov_y_deg": 50.0}
     assert (row.finished_at, row.processing_time_seconds) == (at(50), 48.0)
     assert await count(db, LogLine, job.id) == 2
     assert await count(db, ProcessedEvent, job.id) == len(events)

@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from photosplat_libs.synthetic import render_scene, write_colmap_dataset
@@ -19,7 +20,7 @@ from photosplat_trainer.backends.cpu import CpuBackend
 from photosplat_trainer.config import PRESETS, TrainConfig, preset, with_overrides
 from photosplat_trainer.dataset import load_colmap
 from photosplat_trainer.model import init_params
-from photosplat_trainer.pipeline import resolve_config
+from photosplat_trainer.pipeline import home_view, resolve_config
 from photosplat_trainer.train import Callbacks, OutOfMemory, Progress, evaluate_params, train, train_with_oom_retry
 
 torch.set_num_threads(1)
@@ -61,6 +62,20 @@ def test_a_cpu_run_is_capped_so_the_embedded_demo_ends_in_minutes() -> None:
     assert cpu.refine_stop == round(standard.refine_stop * cpu.steps / standard.steps)
     assert cpu.max_image_side == standard.cpu_max_image_side
     assert resolve_config("standard", {}, CpuBackend(), max_steps=300).steps == 300
+
+
+def test_the_home_view_is_a_capture_camera_aimed_at_what_it_sees(scene_dir: Path) -> None:
+    data = load_colmap(scene_dir, max_image_side=None, test_every=8)
+    view = data.train[3]
+    means = np.random.default_rng(0).normal(size=(500, 3)) * 0.3  # the synthetic scene sits at the origin
+    home = home_view(view, means)
+    assert np.allclose(home.position, view.center, atol=1e-5)
+    rotation, t = view.viewmat[:3, :3].double().numpy(), view.viewmat[:3, 3].double().numpy()
+    target_cam = rotation @ np.array(home.target) + t
+    assert target_cam[2] > 0 and np.allclose(target_cam[:2], 0, atol=1e-6)  # straight ahead, in front
+    assert abs(target_cam[2] - np.linalg.norm(view.center)) < 0.3 * np.linalg.norm(view.center)
+    assert np.allclose(rotation @ np.array(home.up), [0, -1, 0], atol=1e-6)  # image up
+    assert abs(home.fov_y_deg - np.degrees(2 * np.arctan(view.height / (2 * float(view.K[1, 1]))))) < 1e-6
 
 
 def test_cli_training_beats_the_untrained_scene_and_writes_everything(scene_dir: Path, tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ async def test_done_job_lists_its_files_and_loads_the_3d_viewer(viewer) -> None:
         registered_image_count=38,
         gaussian_count=123456,
         metrics={"psnr": 27.123, "ssim": 0.9012},
+        stats={"home_view": {"position": [1.0, 2.0, 3.0], "target": [0.0, 0.0, 0.0], "up": [0.0, -1.0, 0.0], "fov_y_deg": 40.0}},
     )
     response = await viewer.client.get(f"/v/{pub_key}")
     assert response.status_code == 200
@@ -82,6 +83,8 @@ async def test_done_job_lists_its_files_and_loads_the_3d_viewer(viewer) -> None:
     # the viewer script, its import map (allowed by hash) and the scene data for it
     assert '<script type="importmap">' in text and "/static/app/viewer.js" in text
     assert f'"href": "/recon/pub/{pub_key}/scene.splat"' in text
+    # the viewer opens at the photographer's camera the trainer chose
+    assert '"home": {"fov_y_deg": 40.0, "position": [1.0, 2.0, 3.0], "target": [0.0, 0.0, 0.0]' in text
     csp = response.headers["content-security-policy"]
     assert "script-src 'self' 'sha256-" in csp and "'wasm-unsafe-eval'" in csp and "unsafe-inline" not in csp
     assert "38 of 40" in text and "123,456" in text and "27.12 dB" in text

@@ -151,6 +151,8 @@ async def on_training_done(event: TrainingDone, ctx: Ctx) -> None:
     extra: dict[str, Any] = {"timings": event.timings}
     if event.thumbnail_key:
         extra["thumbnail_key"] = event.thumbnail_key
+    if event.home_view is not None:
+        extra["home_view"] = event.home_view.model_dump(mode="json")
     job.stats = {**job.stats, **extra}
     jobstate.set_running(job, event.occurred_at)
     jobstate.finish(job, JobStatus.DONE, event.occurred_at)

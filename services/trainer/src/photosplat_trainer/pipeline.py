@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from photosplat_libs.events import HomeView
+
 from photosplat_trainer.backends import Backend, select_backend
 from photosplat_trainer.config import TrainConfig, preset, with_overrides
-from photosplat_trainer.dataset import Dataset, load_colmap
+from photosplat_trainer.dataset import Dataset, View, load_colmap
 from photosplat_trainer.export import export_all, load_export, prune_floaters, save_thumbnail
 from photosplat_trainer.gaussians import GaussianSet
 from photosplat_trainer.train import Callbacks, TrainResult, evaluate_gaussians, render_image, train_with_oom_retry
@@ -41,6 +44,7 @@ class TrainOutputs:
     thumbnail: Path
     config_path: Path
     metrics_path: Path
+    home_view: HomeView
 
 
 def resolve_config(
@@ -96,6 +100,7 @@ def run_pipeline(
         round_trip = evaluate_gaussians(load_export(item.path), data.test, backend, cfg)[0] if data.test else None
         exports.append(ExportedFile(item.format, item.path, item.bytes, round_trip))
     thumbnail = save_thumbnail(render_image(gaussians, _thumbnail_view(data), backend, cfg), out_dir / "thumbnail.png")
+    home = home_view(_thumbnail_view(data), gaussians.means)
 
     metrics = {
         "backend": backend.name,
@@ -112,10 +117,31 @@ def run_pipeline(
         "history": [dict(zip(("step", "seconds", "psnr", "ssim"), h)) for h in result.history],
         "exports": [{**dataclasses.asdict(e), "path": e.path.name} for e in exports],
         "views": {"train": [v.name for v in data.train], "test": [v.name for v in data.test]},
+        "home_view": home.model_dump(mode="json"),
     }
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    return TrainOutputs(cfg, result, gaussians, psnr, ssim, exports, thumbnail, config_path, metrics_path)
+    return TrainOutputs(cfg, result, gaussians, psnr, ssim, exports, thumbnail, config_path, metrics_path, home)
+
+
+def home_view(view: View, means: np.ndarray) -> HomeView:
+    """The viewer opens where the thumbnail was taken: a camera of the capture, aimed at the median
+    depth of what it sees (the centre of all Gaussians would be wrong for sky or far background)."""
+    rotation = view.viewmat[:3, :3].double().numpy()
+    position = view.center
+    forward, up = rotation.T @ np.array([0.0, 0.0, 1.0]), rotation.T @ np.array([0.0, -1.0, 0.0])
+    depths = (np.asarray(means, dtype=np.float64) - position) @ forward
+    ahead = depths[depths > 0]
+    distance = float(np.median(ahead)) if ahead.size else 1.0
+    fy = float(view.K[1, 1])
+    fov_y = float(np.degrees(2 * np.arctan(view.height / (2 * fy))))
+    return HomeView(
+        position=_triple(position), target=_triple(position + distance * forward), up=_triple(up), fov_y_deg=fov_y
+    )
+
+
+def _triple(v: np.ndarray) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))
 
 
 def _thumbnail_view(data: Dataset):

@@ -119,6 +119,7 @@ async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSetting
         ssim=outputs.ssim,
         timings=timings,
         thumbnail_key=thumbnail_key,
+        home_view=outputs.home_view,
     )
 
 

@@ -122,6 +122,7 @@ def job_page(job: Job, pub_key: str, public_base_url: str, *, viewer_installed: 
             "files": [f for f in files if f["format"] in SPLAT_FORMATS],
             "gaussians": job.gaussian_count,
             "shareUrl": f"{base}/v/{pub_key}",
+            "home": (job.stats or {}).get("home_view"),
         }
         return _render(
             "scene.html",

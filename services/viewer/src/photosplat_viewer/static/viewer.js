@@ -83,7 +83,26 @@ function robustBounds(mesh) {
   return box;
 }
 
-function homeView(camera, box) {
+/** The trainer's home view: the photographer's own camera of the thumbnail. Its frame is COLMAP's
+ * (y down, z forward), which the world shows turned 180° about x, as it shows the scene. */
+function captureView(camera, home) {
+  const toWorld = ([x, y, z]) => new THREE.Vector3(x, -y, -z);
+  const center = toWorld(home.target);
+  camera.fov = home.fov_y_deg;
+  camera.position.copy(toWorld(home.position));
+  camera.up.copy(toWorld(home.up));
+  const distance = Math.max(camera.position.distanceTo(center), 1e-3);
+  camera.near = distance / 1000;
+  camera.far = distance * 1000;
+  camera.lookAt(center);
+  camera.updateProjectionMatrix();
+  return { center, radius: distance / 2 };
+}
+
+function homeView(camera, mesh) {
+  if (scene.home) return captureView(camera, scene.home);
+  const box = robustBounds(mesh);
+  camera.fov = FOV;
   const center = box.getCenter(new THREE.Vector3());
   const radius = Math.max(box.getSize(new THREE.Vector3()).length() / 2, 1e-3);
   const distance = (radius / Math.sin(THREE.MathUtils.degToRad(camera.fov) / 2)) * 1.05;
@@ -152,7 +171,7 @@ async function main() {
   world.add(mesh);
   await mesh.initialized;
 
-  let home = homeView(camera, robustBounds(mesh));
+  let home = homeView(camera, mesh);
   const orbit = new OrbitControls(camera, renderer.domElement);
   orbit.target.copy(home.center);
   orbit.enableDamping = true;
@@ -183,7 +202,7 @@ async function main() {
   $("mode-button").addEventListener("click", () => setFly(!fly));
   $("reset-button").addEventListener("click", () => {
     if (fly) setFly(false);
-    home = homeView(camera, robustBounds(mesh));
+    home = homeView(camera, mesh);
     orbit.target.copy(home.center);
     orbit.update();
     dirty = true;
