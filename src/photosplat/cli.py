@@ -120,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("sfm", help="camera poses for a local photo folder (IMAGES_DIR --out DIR; see sfm --help)", add_help=False)
     # Likewise "train": the trainer service's CLI parses its own arguments.
     sub.add_parser("train", help="train a splat scene from an SfM folder (SFM_DIR --out DIR --preset P; see train --help)", add_help=False)
+    sub.add_parser("reconstruct", help="photos to scene locally, no services (IMAGES_DIR --out DIR)", add_help=False)
     return p
 
 
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> None:
         _sfm(argv[1:])
     if argv[:1] == ["train"]:
         _train(argv[1:])
+    if argv[:1] == ["reconstruct"]:
+        from photosplat.reconstruct import main as reconstruct_main
+
+        raise SystemExit(reconstruct_main(argv[1:]))
     args = parser().parse_args(argv)
     args.func(args)
 

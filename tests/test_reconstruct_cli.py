@@ -1,0 +1,47 @@
+"""`photosplat reconstruct`: photos to scene files on a local folder, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_reconstruct_turns_a_photo_folder_into_scene_files(tmp_path: Path) -> None:
+    from photosplat_libs.synthetic import render_scene, write_images
+
+    photos = tmp_path / "photos"
+    write_images(render_scene(n_views=16, width=192, height=144, seed=7), photos)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "photosplat", "reconstruct", str(photos), "--out", str(out), "--device", "cpu", "--steps", "150"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "100.0 %" in run.stderr and "[" + "#" * 30 + "]" in run.stderr  # the bar reached its end
+    assert "16/16 photos placed" in run.stderr or "15/16 photos placed" in run.stderr
+    for name in ("scene.ply", "scene.splat", "scene.spz", "thumbnail.png", "config.json"):
+        assert (out / "scene" / name).stat().st_size > 0, name
+    assert (out / "sfm" / "sparse").is_dir() and not (out / "work").exists()
+    assert "held-out PSNR" in run.stdout
+
+
+def test_reconstruct_of_unrelated_photos_fails_with_advice(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    photos = tmp_path / "noise"
+    photos.mkdir()
+    for i in range(5):
+        pixels = np.random.default_rng(i).integers(0, 256, size=(120, 160, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(photos / f"{i}.jpg")
+    run = subprocess.run(
+        [sys.executable, "-m", "photosplat", "reconstruct", str(photos), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 2
+    assert "SfM failed:" in run.stderr and "overlap" in run.stderr
