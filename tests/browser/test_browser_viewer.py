@@ -85,10 +85,16 @@ def centroid(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.mean(), ys.mean()])
 
 
-@pytest.mark.parametrize("fmt", ["splat", "spz"])
-def test_viewer_renders_a_finished_scene(server, watched, done_job, web_assets, fmt: str) -> None:
+# A capture camera as the trainer reports it (COLMAP frame: y down, z forward): 3 units in front of
+# the ball, upright; in the viewer's world that is (0, 0, 3) looking at the origin.
+HOME = {"position": [0.0, 0.0, -3.0], "target": [0.0, 0.0, 0.0], "up": [0.0, -1.0, 0.0], "fov_y_deg": 40.0}
+
+
+@pytest.mark.parametrize("fmt,home", [("splat", None), ("spz", None), ("spz", HOME)], ids=["splat", "spz", "spz-home"])
+def test_viewer_renders_a_finished_scene(server, watched, done_job, web_assets, fmt: str, home: dict | None) -> None:
     means, data = ball_scene(fmt)
-    job = done_job({f"scene.{fmt}": data}, gaussian_count=N, image_count=30, registered_image_count=30)
+    stats = {"home_view": home} if home else {}
+    job = done_job({f"scene.{fmt}": data}, gaussian_count=N, image_count=30, registered_image_count=30, stats=stats)
     page = watched.page
     page.goto(f"{server.base}/v/{job.pub_key}")
     viewer = page.locator("#viewer")
@@ -97,6 +103,9 @@ def test_viewer_renders_a_finished_scene(server, watched, done_job, web_assets, 
     camera = json.loads(viewer.get_attribute("data-camera"))
     # .splat is y-down like the trainer's PLY and is turned; SPZ is y-up by its spec and is not
     assert camera["format"] == fmt and camera["flipped"] == (fmt == "splat") and camera["splats"] == N
+    if home:  # the viewer opens at the trainer's capture camera, not at its own framing
+        assert np.allclose(camera["position"], [0, 0, 3]) and np.allclose(camera["target"], [0, 0, 0])
+        assert camera["fov"] == pytest.approx(40.0)
 
     # The toolbar floats over the canvas: out of the picture for the comparison.
     page.locator(".toolbar").evaluate("bar => { bar.style.visibility = 'hidden'; }")
