@@ -132,7 +132,7 @@ def scene_photos(n_views: int) -> tuple[list[tuple[str, bytes]], float]:
 
 
 def test_real_pipeline_across_processes(cluster: Cluster) -> None:
-    photos, constant_psnr = scene_photos(16)
+    photos, constant_psnr = scene_photos(24)
     files = [("files", (name, data, "image/jpeg")) for name, data in photos]
     r = httpx.post(f"{cluster.url('ingest')}/recon/jobs", files=files, data={"preset": "preview"}, timeout=60)
     assert r.status_code == 201, r.text

@@ -16,7 +16,7 @@ def test_reconstruct_turns_a_photo_folder_into_scene_files(tmp_path: Path) -> No
     from photosplat_libs.synthetic import render_scene, write_images
 
     photos = tmp_path / "photos"
-    write_images(render_scene(n_views=16, width=192, height=144, seed=7), photos)
+    write_images(render_scene(n_views=24, width=256, height=192, seed=3), photos)
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "photosplat", "reconstruct", str(photos), "--out", str(out), "--device", "cpu", "--steps", "150"],
@@ -24,9 +24,9 @@ def test_reconstruct_turns_a_photo_folder_into_scene_files(tmp_path: Path) -> No
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "100.0 %" in run.stderr and "[" + "#" * 30 + "]" in run.stderr  # the bar reached its end
-    placed = re.search(r"camera poses: (\d+)/16 photos placed", run.stderr)
+    placed = re.search(r"camera poses: (\d+)/24 photos placed", run.stderr)
     # SfM is not bit-for-bit repeatable: what matters here is that most views were placed and trained on
-    assert placed and int(placed.group(1)) >= 12, run.stderr[-3000:]
+    assert placed and int(placed.group(1)) >= 22, run.stderr[-3000:]
     for name in ("scene.ply", "scene.splat", "scene.spz", "thumbnail.png", "config.json"):
         assert (out / "scene" / name).stat().st_size > 0, name
     assert (out / "sfm" / "sparse").is_dir() and not (out / "work").exists()
