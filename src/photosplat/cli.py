@@ -124,28 +124,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sfm(argv: list[str]) -> None:
-    from photosplat_colmap.cli import main as sfm_main
-
-    raise SystemExit(sfm_main(argv))
-
-
-def _train(argv: list[str]) -> None:
-    from photosplat_trainer.cli import main as train_main
-
-    raise SystemExit(train_main(argv))
+# Commands with their own argument parsers, imported only when used (they pull in pycolmap, torch).
+DELEGATED: dict[str, str] = {
+    "sfm": "photosplat_colmap.cli",
+    "train": "photosplat_trainer.cli",
+    "reconstruct": "photosplat.reconstruct",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["sfm"]:
-        _sfm(argv[1:])
-    if argv[:1] == ["train"]:
-        _train(argv[1:])
-    if argv[:1] == ["reconstruct"]:
-        from photosplat.reconstruct import main as reconstruct_main
-
-        raise SystemExit(reconstruct_main(argv[1:]))
+    if argv and argv[0] in DELEGATED:
+        raise SystemExit(importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]))
     args = parser().parse_args(argv)
     args.func(args)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from photosplat_libs import keys, topology
-from photosplat_libs.bus import Delivery, QueueSpec
+from photosplat_libs.bus import QueueSpec
 from photosplat_libs.bus.memory import MemoryBus
 from photosplat_libs.events import (
     CancelRequested,
@@ -29,33 +29,10 @@ from photosplat_libs.events import (
 )
 from photosplat_libs.service import Deps
 from photosplat_libs.store.folder import FolderStore
+from photosplat_libs.testing import EventRecorder
 from photosplat_libs.worker import JobContext, UserError, Worker, WorkFn
 
 PROBE = QueueSpec("probe", ("#",), delivery_limit=100, prefetch=100)
-
-
-class Recorder:
-    """Every event published on the bus, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[Envelope] = []
-        self._changed = asyncio.Event()
-
-    async def handler(self, event: Envelope, _delivery: Delivery) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    def of(self, kind: type[Envelope]) -> list:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    async def wait_for(self, predicate: Callable[[Envelope], bool], timeout: float = 5.0) -> Envelope:
-        async with asyncio.timeout(timeout):
-            while True:
-                found = next((e for e in self.events if predicate(e)), None)
-                if found is not None:
-                    return found
-                self._changed.clear()
-                await self._changed.wait()
 
 
 @pytest.fixture
@@ -69,8 +46,8 @@ async def deps(tmp_path: Path) -> AsyncIterator[Deps]:
 
 
 @pytest.fixture
-async def recorder(deps: Deps) -> Recorder:
-    recorder = Recorder()
+async def recorder(deps: Deps) -> EventRecorder:
+    recorder = EventRecorder(default_timeout=5.0)
     await deps.bus.consume(PROBE, recorder.handler)
     return recorder
 
@@ -110,7 +87,7 @@ def is_(kind: type[Envelope], job_id: uuid.UUID, **fields: object) -> Callable[[
     return lambda e: isinstance(e, kind) and e.job_id == job_id and all(getattr(e, k) == v for k, v in fields.items())
 
 
-async def test_success_publishes_start_progress_logs_and_stored_result(deps: Deps, recorder: Recorder) -> None:
+async def test_success_publishes_start_progress_logs_and_stored_result(deps: Deps, recorder: EventRecorder) -> None:
     seen: dict[str, object] = {}
 
     def heavy(ctx: JobContext) -> None:
@@ -147,7 +124,7 @@ async def test_success_publishes_start_progress_logs_and_stored_result(deps: Dep
     assert not Path(str(seen["work_dir"])).exists()
 
 
-async def test_user_error_is_final_with_message_and_traceback(deps: Deps, recorder: Recorder) -> None:
+async def test_user_error_is_final_with_message_and_traceback(deps: Deps, recorder: EventRecorder) -> None:
     calls = 0
 
     async def work(event: Envelope, ctx: JobContext) -> Envelope:
@@ -168,7 +145,7 @@ async def test_user_error_is_final_with_message_and_traceback(deps: Deps, record
     assert calls == 1 and deps.bus.dead_letters() == []
 
 
-async def test_transient_error_is_redelivered_then_succeeds(deps: Deps, recorder: Recorder) -> None:
+async def test_transient_error_is_redelivered_then_succeeds(deps: Deps, recorder: EventRecorder) -> None:
     deliveries: list[int] = []
 
     async def work(event: Envelope, ctx: JobContext) -> Envelope:
@@ -188,7 +165,7 @@ async def test_transient_error_is_redelivered_then_succeeds(deps: Deps, recorder
     assert "store unreachable" in failed.message
 
 
-async def test_transient_error_fails_finally_at_the_delivery_limit(deps: Deps, recorder: Recorder) -> None:
+async def test_transient_error_fails_finally_at_the_delivery_limit(deps: Deps, recorder: EventRecorder) -> None:
     deliveries: list[int] = []
 
     async def work(event: Envelope, ctx: JobContext) -> Envelope:
@@ -209,7 +186,7 @@ async def test_transient_error_fails_finally_at_the_delivery_limit(deps: Deps, r
     assert deps.bus.dead_letters() == []
 
 
-async def test_cancel_requested_stops_a_running_job(deps: Deps, recorder: Recorder) -> None:
+async def test_cancel_requested_stops_a_running_job(deps: Deps, recorder: EventRecorder) -> None:
     stopped = threading.Event()
 
     def heavy(ctx: JobContext) -> None:
@@ -238,7 +215,7 @@ async def test_cancel_requested_stops_a_running_job(deps: Deps, recorder: Record
     assert not recorder.of(SfmDone) and not recorder.of(StageFailed)
 
 
-async def test_job_deleted_stops_work_that_never_checks(deps: Deps, recorder: Recorder) -> None:
+async def test_job_deleted_stops_work_that_never_checks(deps: Deps, recorder: EventRecorder) -> None:
     async def work(event: Envelope, ctx: JobContext) -> Envelope:
         await asyncio.sleep(3600)
         return sfm_done(event)
@@ -254,7 +231,7 @@ async def test_job_deleted_stops_work_that_never_checks(deps: Deps, recorder: Re
     assert time.monotonic() - started < 4
 
 
-async def test_job_with_cancel_marker_is_skipped(deps: Deps, recorder: Recorder) -> None:
+async def test_job_with_cancel_marker_is_skipped(deps: Deps, recorder: EventRecorder) -> None:
     calls = 0
 
     async def work(event: Envelope, ctx: JobContext) -> Envelope:
@@ -271,7 +248,7 @@ async def test_job_with_cancel_marker_is_skipped(deps: Deps, recorder: Recorder)
     assert calls == 0 and not recorder.of(StageStarted) and deps.bus.depth(topology.COLMAP_WORK.name) == 0
 
 
-async def test_redelivery_after_success_republishes_the_stored_result(deps: Deps, recorder: Recorder) -> None:
+async def test_redelivery_after_success_republishes_the_stored_result(deps: Deps, recorder: EventRecorder) -> None:
     calls = 0
 
     async def work(event: Envelope, ctx: JobContext) -> Envelope:
@@ -296,7 +273,7 @@ async def test_redelivery_after_success_republishes_the_stored_result(deps: Deps
     assert calls == 2
 
 
-async def test_heartbeat_keeps_progress_coming_during_long_work(deps: Deps, recorder: Recorder) -> None:
+async def test_heartbeat_keeps_progress_coming_during_long_work(deps: Deps, recorder: EventRecorder) -> None:
     async def work(event: Envelope, ctx: JobContext) -> Envelope:
         ctx.progress(0.25, sfm_registered=3)
         await asyncio.sleep(1.3)
@@ -312,7 +289,7 @@ async def test_heartbeat_keeps_progress_coming_during_long_work(deps: Deps, reco
     assert all(b.fraction == 0.25 and b.metrics == {"sfm_registered": 3.0} for b in beats[1:])
 
 
-async def test_stopped_worker_leaves_its_job_to_the_next_one(deps: Deps, recorder: Recorder) -> None:
+async def test_stopped_worker_leaves_its_job_to_the_next_one(deps: Deps, recorder: EventRecorder) -> None:
     runs: list[tuple[str, int]] = []
 
     def work_of(name: str) -> WorkFn:

@@ -11,33 +11,15 @@ import pytest
 from photosplat_colmap.app import create
 from photosplat_colmap.settings import ColmapSettings
 from photosplat_libs import keys, topology
-from photosplat_libs.bus import Delivery, QueueSpec
+from photosplat_libs.bus import QueueSpec
 from photosplat_libs.bus.rabbit import RabbitBus
 from photosplat_libs.events import Envelope, ImageInfo, ImagesValidated, SfmDone, StageStarted, decode
 from photosplat_libs.service import Deps, Service
 from photosplat_libs.store import create_store
+from photosplat_libs.testing import EventRecorder
 from photosplat_libs.worker import JobContext, WorkFn
 
 PROBE = QueueSpec("probe", ("#",), delivery_limit=100, prefetch=100)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Envelope] = []
-        self._changed = asyncio.Event()
-
-    async def handler(self, event: Envelope, _delivery: Delivery) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def wait_for(self, predicate: Callable[[Envelope], bool], timeout: float = 15.0) -> Envelope:
-        async with asyncio.timeout(timeout):
-            while True:
-                found = next((e for e in self.events if predicate(e)), None)
-                if found is not None:
-                    return found
-                self._changed.clear()
-                await self._changed.wait()
 
 
 class Cluster:
@@ -45,7 +27,7 @@ class Cluster:
 
     def __init__(self, amqp_url: str, namespace: str, s3_url: str) -> None:
         self.amqp_url, self.namespace, self.s3_url = amqp_url, namespace, s3_url
-        self.recorder = Recorder()
+        self.recorder = EventRecorder()
         self.observer = RabbitBus(amqp_url, namespace=namespace)
         self.store = create_store(s3_url)
         self._running: list[tuple[Service, RabbitBus]] = []

@@ -3,7 +3,6 @@ ImagesValidated in, SfmDone (or a helpful StageFailed) out, the model in the sto
 
 from __future__ import annotations
 
-import asyncio
 import io
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,35 +11,22 @@ import pytest
 from photosplat_colmap.app import create
 from photosplat_colmap.settings import ColmapSettings
 from photosplat_libs import keys, topology
-from photosplat_libs.bus import Delivery, QueueSpec
+from photosplat_libs.bus import QueueSpec
 from photosplat_libs.bus.rabbit import RabbitBus
 from photosplat_libs.events import Envelope, ImageInfo, ImagesValidated, SfmDone, StageFailed, StageProgress
 from photosplat_libs.service import Deps, Service
 from photosplat_libs.store import ObjectStore, create_store
 from photosplat_libs.synthetic import SyntheticScene, render_scene
+from photosplat_libs.testing import EventRecorder
 from PIL import Image
 
 PROBE = QueueSpec("probe-sfm", ("#",), delivery_limit=100, prefetch=100)
 
 
-class Harness:
+class Harness(EventRecorder):
     def __init__(self, bus: RabbitBus, observer: RabbitBus, store: ObjectStore, service: Service) -> None:
+        super().__init__(default_timeout=90.0)
         self.bus, self.observer, self.store, self.service = bus, observer, store, service
-        self.events: list[Envelope] = []
-        self._changed = asyncio.Event()
-
-    async def record(self, event: Envelope, _delivery: Delivery) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def wait_for(self, predicate: Callable[[Envelope], bool], timeout: float = 90.0) -> Envelope:
-        async with asyncio.timeout(timeout):
-            while True:
-                found = next((e for e in self.events if predicate(e)), None)
-                if found is not None:
-                    return found
-                self._changed.clear()
-                await self._changed.wait()
 
     async def submit(self, scene: SyntheticScene, names: list[str] | None = None) -> uuid.UUID:
         job_id = uuid.uuid4()
@@ -77,7 +63,7 @@ async def harness(amqp_url: str, bus_namespace: str, s3_url: str) -> AsyncIterat
         ColmapSettings(worker_name="sfm-test", bus_url=amqp_url, store_url=s3_url), Deps(bus=bus, store=store)
     )
     h = Harness(bus, observer, store, service)
-    await observer.consume(PROBE, h.record)
+    await observer.consume(PROBE, h.handler)
     await service.start()
     yield h
     await service.stop()

@@ -99,8 +99,10 @@ def run_pipeline(
         cb.check_cancelled()
         round_trip = evaluate_gaussians(load_export(item.path), data.test, backend, cfg)[0] if data.test else None
         exports.append(ExportedFile(item.format, item.path, item.bytes, round_trip))
-    thumbnail = save_thumbnail(render_image(gaussians, _thumbnail_view(data), backend, cfg), out_dir / "thumbnail.png")
-    home = home_view(_thumbnail_view(data), gaussians.means)
+    # The viewer opens where the thumbnail (its social preview) was taken.
+    showcase = _thumbnail_view(data)
+    thumbnail = save_thumbnail(render_image(gaussians, showcase, backend, cfg), out_dir / "thumbnail.png")
+    home = home_view(showcase, gaussians.means)
 
     metrics = {
         "backend": backend.name,
