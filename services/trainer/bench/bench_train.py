@@ -70,6 +70,9 @@ def run_one(folder: Path, preset_name: str, eval_every: int, out_dir: Path, devi
 
     backend = select_backend(device)
     cfg = with_overrides(preset(preset_name), eval_every=eval_every, checkpoint_every=0)
+    if "batch" in overrides:
+        cfg = cfg.with_batch(overrides.pop("batch"))
+        cfg = with_overrides(cfg, eval_every=max(1, eval_every // cfg.batch_size))
     if "steps" in overrides:
         cfg = cfg.scaled(overrides.pop("steps") / cfg.steps)
     cfg = with_overrides(cfg, **overrides)
@@ -86,6 +89,7 @@ def run_one(folder: Path, preset_name: str, eval_every: int, out_dir: Path, devi
         "scene": folder.name,
         "preset": preset_name,
         "steps": result.steps,
+        "batch": cfg.batch_size,
         "image": f"{data.train[0].width}x{data.train[0].height}",
         "views": f"{len(data.train)}/{len(data.test)}",
         "ms_per_step": 1000 * result.train_seconds / result.steps,
@@ -99,6 +103,29 @@ def run_one(folder: Path, preset_name: str, eval_every: int, out_dir: Path, devi
         "history": result.history,
         "export_mb": {e.format: e.bytes / 1e6 for e in exports},
     }
+
+
+def profile(folder: Path, preset_name: str, steps: int, batch: int | None, device: str) -> str:
+    """Where a training step's time goes: torch.profiler over 40 steps after ``steps - 40`` warm ones."""
+    import torch
+    from torch.profiler import ProfilerActivity, schedule
+
+    from photosplat_trainer.backends import select_backend
+    from photosplat_trainer.config import preset, with_overrides
+    from photosplat_trainer.train import Callbacks, train
+
+    backend = select_backend(device)
+    cfg = preset(preset_name)
+    if batch:
+        cfg = cfg.with_batch(batch)
+    cfg = with_overrides(cfg, steps=steps, checkpoint_every=0, eval_every=0)
+    data = load_prepared(folder, cfg.max_image_side)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if backend.name == "cuda" else [])
+    with torch.profiler.profile(activities=activities, schedule=schedule(wait=steps - 41, warmup=1, active=40)) as prof:
+        result = train(data, cfg, backend, Callbacks(check_cancelled=prof.step))
+    sort = "self_cuda_time_total" if backend.name == "cuda" else "self_cpu_time_total"
+    head = f"{folder.name} {preset_name} batch {cfg.batch_size}: {1000 * result.train_seconds / steps:.2f} ms/step over {steps} steps"
+    return head + "\n" + prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
 
 
 def time_to_reach(history: list, target: float) -> float | None:
@@ -116,13 +143,13 @@ def table(rows: list[dict]) -> str:
         lines += [
             f"\n{scene} ({rs[0]['image']}, train/test views {rs[0]['views']}); reference PSNR "
             + (f"{ref:.2f} dB" if ref else "n/a"),
-            "| preset | steps | ms/step | train s | to ref PSNR-0.1 s | PSNR | SSIM | Gaussians | peak GPU GiB | total s |",
+            "| preset | steps x batch | ms/step | train s | to ref PSNR-0.1 s | PSNR | SSIM | Gaussians | peak GPU GiB | total s |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rs:
             reach = time_to_reach(r["history"], ref) if ref else None
             lines.append(
-                f"| {r['preset']} | {r['steps']} | {r['ms_per_step']:.1f} | {r['train_seconds']:.1f} | "
+                f"| {r['preset']} | {r['steps']} x {r.get('batch', 1)} | {r['ms_per_step']:.1f} | {r['train_seconds']:.1f} | "
                 + ("not reached" if reach is None else f"{reach:.1f}")
                 + f" | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['gaussians']} | {r['peak_gpu_gib']:.2f} | {r['total_seconds']:.1f} |"
             )
@@ -138,6 +165,12 @@ def main() -> None:
     prep.add_argument("--views", type=int, default=40)
     prep.add_argument("--size", type=int, nargs=2, default=(640, 480))
     prep.add_argument("--out", type=Path, required=True)
+    prof = sub.add_parser("profile")
+    prof.add_argument("scene", type=Path)
+    prof.add_argument("--preset", default="standard")
+    prof.add_argument("--steps", type=int, default=600)
+    prof.add_argument("--batch", type=int)
+    prof.add_argument("--device", default="cuda")
     run = sub.add_parser("run")
     run.add_argument("scenes", type=Path, nargs="+")
     run.add_argument("--presets", nargs="+", default=["reference", "standard", "preview"])
@@ -146,6 +179,7 @@ def main() -> None:
     run.add_argument("--exports", type=Path, default=Path("/tmp/bench-exports"))
     run.add_argument("--device", default="cuda")
     run.add_argument("--steps", type=int, help="smoke tests: scale every preset to this many steps")
+    run.add_argument("--batch", type=int, help="views per step (the preset's schedule kept in images seen)")
     run.add_argument("--max-image-side", type=int, help="smoke tests: smaller images")
     run.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="config overrides for a variant")
     run.add_argument("--label", default="", help="appended to the preset's name in the table")
@@ -156,10 +190,15 @@ def main() -> None:
         else:
             prepare_colmap(args.colmap, args.out)
         return
+    if args.cmd == "profile":
+        print(profile(args.scene, args.preset, args.steps, args.batch, args.device))
+        return
     rows = []
     for scene in args.scenes:
         for name in args.presets:
-            overrides = {"steps": args.steps} if args.steps else {}
+            overrides: dict = {"steps": args.steps} if args.steps else {}
+            if args.batch:
+                overrides["batch"] = args.batch
             if args.max_image_side:
                 overrides["max_image_side"] = args.max_image_side
             overrides.update({k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)})

@@ -21,6 +21,10 @@ Strategy = Literal["default", "mcmc"]
 class TrainConfig:
     steps: int = 30_000
     seed: int = 42
+    # Views rendered per step (one batched rasterisation; CUDA only, a CPU run is converted to one
+    # view per step with the same number of images seen). Learning rates and Adam's betas are scaled
+    # for the batch as simple_trainer does (lr x sqrt(B), betas 1 - B(1 - beta)).
+    batch_size: int = 1
     # Images: the longer side is capped (None keeps the original size); every n-th image is held out.
     max_image_side: int | None = 1600
     test_every: int = 8
@@ -66,6 +70,9 @@ class TrainConfig:
     grow_scale3d: float = 0.01
     prune_opacity: float = 0.005
     prune_scale3d: float = 0.1
+    # Rank Gaussians for growth by the absolute screen-space gradient (AbsGS): finer detail in
+    # textured regions; its threshold is then ``grow_grad2d`` x 4 as gsplat recommends.
+    absgrad: bool = False
     # Upper bound on the number of Gaussians (growth stops there); None: sized from free GPU memory.
     max_gaussians: int | None = None
     mcmc_noise_lr: float = 5e5
@@ -78,6 +85,12 @@ class TrainConfig:
     # Per-image affine colour correction (exposure / white balance), learned on training images.
     appearance: bool = False
     appearance_lr: float = 1e-3
+
+    # Camera pose refinement: a learned correction per training view (translation + 6D rotation),
+    # against small SfM pose errors; held-out views keep their SfM poses (as simple_trainer).
+    pose_refine: bool = False
+    pose_lr: float = 1e-5
+    pose_reg: float = 1e-6
 
     # Bookkeeping: held-out evaluation every n steps (0: only at the end), checkpoints every n steps.
     eval_every: int = 0
@@ -92,6 +105,14 @@ class TrainConfig:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json() + "\n")
         return path
+
+    def with_batch(self, batch_size: int) -> TrainConfig:
+        """The same schedule in images seen, with ``batch_size`` views per step."""
+        if batch_size == self.batch_size:
+            return self
+        factor = self.batch_size / batch_size
+        scaled = self.scaled(factor)
+        return dataclasses.replace(scaled, batch_size=batch_size, refine_every=max(1, round(self.refine_every * factor)))
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:

@@ -51,6 +51,9 @@ def resolve_config(
     preset_name: str, overrides: dict[str, Any], backend: Backend, steps: int | None = None, max_steps: int | None = None
 ) -> TrainConfig:
     cfg = preset(preset_name, **overrides)
+    if cfg.batch_size > backend.max_batch:
+        # Same number of images seen, one view per step (the CPU rasteriser renders one at a time).
+        cfg = cfg.with_batch(backend.max_batch)
     if backend.name == "cpu":
         max_steps = min(max_steps or cfg.cpu_max_steps, cfg.cpu_max_steps)
     if max_steps is not None:

@@ -25,10 +25,11 @@ from photosplat_trainer.backends import Backend
 from photosplat_trainer.config import TrainConfig
 from photosplat_trainer.dataset import Dataset, View, sky_points
 from photosplat_trainer.gaussians import GaussianSet
-from photosplat_trainer.losses import photometric_loss, psnr, ssim
+from photosplat_trainer.losses import photometric_loss, psnr, ssim, training_ssim
 from photosplat_trainer.model import Params, from_gaussian_set, init_params, make_optimizers, to_gaussian_set
+from photosplat_trainer.poses import PoseCorrection
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class _Trainer:
     def __init__(self, data: Dataset, cfg: TrainConfig, backend: Backend, cb: Callbacks, work_dir: Path | None, resume: Path | None) -> None:
         if not data.train:
             raise WorkError("no training views", retryable=False)
+        if cfg.batch_size > backend.max_batch:
+            raise ValueError(f"the {backend.name} backend renders at most {backend.max_batch} view(s) per step, not {cfg.batch_size}")
         self.cfg, self.backend, self.cb = cfg, backend, cb
         self.device = backend.device
         self.data = data.to(self.device)
@@ -159,6 +162,16 @@ class _Trainer:
             torch.cat([torch.eye(3).flatten(), torch.zeros(3)]).repeat(n_train, 1).to(self.device)
         )
         self.appearance_opt = torch.optim.Adam([self.appearance], lr=cfg.appearance_lr) if cfg.appearance else None
+        self.poses = PoseCorrection(n_train).to(self.device) if cfg.pose_refine else None
+        self.poses_opt = (
+            torch.optim.Adam(self.poses.parameters(), lr=cfg.pose_lr * math.sqrt(cfg.batch_size), weight_decay=cfg.pose_reg)
+            if self.poses is not None
+            else None
+        )
+        # Per-view index tensors made once: building them from Python ints every step would copy
+        # to the GPU and wait for it.
+        self.ssim_fn, self.ssim_kind = training_ssim(self.device)
+        self.view_index = [torch.tensor([v.index], device=self.device) for v in self.data.train]
         self.order: list[int] = []
         if checkpoint is not None:
             for k, opt in self.optimizers.items():
@@ -168,6 +181,9 @@ class _Trainer:
             self.appearance.data.copy_(checkpoint["appearance"])
             if self.appearance_opt is not None and checkpoint.get("appearance_opt"):
                 self.appearance_opt.load_state_dict(checkpoint["appearance_opt"])
+            if self.poses is not None and self.poses_opt is not None:
+                self.poses.load_state_dict(checkpoint["poses"])
+                self.poses_opt.load_state_dict(checkpoint["poses_opt"])
             self.start_step, self.elapsed = int(checkpoint["step"]), float(checkpoint["elapsed"])
             self.history = [tuple(h) for h in checkpoint.get("history", [])]  # type: ignore[misc]
             self.generator = np.random.default_rng(cfg.seed + self.start_step)
@@ -191,7 +207,8 @@ class _Trainer:
         cb.log(
             f"training on {self.backend.name}: {len(self.params['means'])} initial Gaussians, "
             f"{len(self.data.train)} training / {len(self.data.test)} held-out views "
-            f"of {self.data.train[0].width}x{self.data.train[0].height}, {cfg.steps} steps"
+            f"of {self.data.train[0].width}x{self.data.train[0].height}, {cfg.steps} steps of {cfg.batch_size} view(s), "
+            f"{self.ssim_kind} SSIM"
         )
         last_report = time.monotonic()
         session_start, session_step = time.monotonic(), self.start_step
@@ -251,23 +268,45 @@ class _Trainer:
             peak_memory_bytes=peak,
         )
 
-    def _next_view(self) -> View:
+    def _next_batch(self) -> list[View]:
+        """``batch_size`` training views of one image size (fewer only when fewer views share that
+        size), each view once per epoch; a batch that would be cut short by the end of an epoch is
+        filled from the next one (a fixed shape keeps the compiled loss from recompiling)."""
+        train = self.data.train
         if not self.order:
-            self.order = list(self.generator.permutation(len(self.data.train)))
-        return self.data.train[self.order.pop()]
+            self.order = list(self.generator.permutation(len(train)))
+        first = self.order.pop()
+        batch = [first]
+        size = train[first].image.shape
+        wanted = min(self.cfg.batch_size, sum(v.image.shape == size for v in train))
+        while len(batch) < wanted:
+            same = [i for i in reversed(self.order) if train[i].image.shape == size and i not in batch]
+            same = same[: wanted - len(batch)]
+            for i in same:
+                self.order.remove(i)
+            batch += same
+            if len(batch) < wanted:
+                self.order = list(self.generator.permutation(len(train))) + self.order
+        return [train[i] for i in batch]
 
     def _step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        view = self._next_view()
+        views = self._next_batch()
+        index = torch.cat([self.view_index[v.index] for v in views]) if len(views) > 1 else self.view_index[views[0].index]
+        viewmats = torch.stack([v.viewmat for v in views])
+        if self.poses is not None:
+            viewmats = self.poses(viewmats, index)
         sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
-        out = self.backend.render(
-            self.params, view, sh_degree, self.background, antialiased=cfg.antialiased, packed=cfg.packed
+        out = self.backend.render_batch(
+            self.params, views, sh_degree, self.background,
+            antialiased=cfg.antialiased, packed=cfg.packed, absgrad=cfg.absgrad, viewmats=viewmats,
         )
         image = out.image
+        target = torch.stack([v.image for v in views])
         if self.appearance_opt is not None:
-            a = self.appearance[view.index]
-            image = image @ a[:9].view(3, 3).T + a[9:]
-        loss = photometric_loss(image, view.image, cfg.ssim_lambda)
+            a = self.appearance[index]
+            image = torch.einsum("chwj,cij->chwi", image, a[:, :9].view(-1, 3, 3)) + a[:, None, None, 9:]
+        loss = photometric_loss(image, target, cfg.ssim_lambda, self.ssim_fn)
         if cfg.opacity_reg:
             loss = loss + cfg.opacity_reg * torch.sigmoid(self.params["opacities"]).mean()
         if cfg.scale_reg:
@@ -277,13 +316,14 @@ class _Trainer:
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        if self.appearance_opt is not None:
-            self.appearance_opt.step()
-            self.appearance_opt.zero_grad(set_to_none=True)
+        for extra in (self.appearance_opt, self.poses_opt):
+            if extra is not None:
+                extra.step()
+                extra.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.densifier.post_backward(self.params, self.optimizers, step, out.info, self.scheduler.get_last_lr()[0])
         with torch.no_grad():
-            mse = ((image.detach() - view.image) ** 2).mean()
+            mse = ((image.detach() - target) ** 2).mean()
         return loss.detach(), mse
 
     @torch.no_grad()
@@ -307,6 +347,8 @@ class _Trainer:
             "densifier": self.densifier.state_dict(),
             "appearance": self.appearance.detach().cpu(),
             "appearance_opt": self.appearance_opt.state_dict() if self.appearance_opt else None,
+            "poses": self.poses.state_dict() if self.poses is not None else None,
+            "poses_opt": self.poses_opt.state_dict() if self.poses_opt is not None else None,
             "history": self.history,
         }
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """Rendering backends: one interface, a pure-PyTorch CPU rasteriser and gsplat on CUDA.
 
 ``render(params, view, sh_degree, background, antialiased=...)`` returns the image, its alpha and the
-``info`` the backend's densification strategy needs; ``densifier(cfg, scene_scale, n)`` returns that
+``info`` the backend's densification strategy needs; ``render_batch`` does the same for views of one
+size at once (images (C, H, W, 3), the training step's form); ``densifier(cfg, scene_scale, n)`` returns that
 strategy. gsplat is imported only inside the CUDA backend, so CPU machines never need it.
 """
 
@@ -51,6 +52,22 @@ class Backend(Protocol):
         packed: bool = False,
         viewmat: torch.Tensor | None = None,
     ) -> RenderOutput: ...
+
+    def render_batch(
+        self,
+        params: Params,
+        views: list[View],
+        sh_degree: int,
+        background: torch.Tensor,
+        *,
+        antialiased: bool = False,
+        packed: bool = False,
+        absgrad: bool = False,
+        viewmats: torch.Tensor | None = None,
+    ) -> RenderOutput: ...
+
+    # Most views one render_batch call takes (the CPU rasteriser renders one at a time).
+    max_batch: int
 
     def densifier(self, cfg: TrainConfig, scene_scale: float, n_gaussians: int) -> Densifier: ...
 

@@ -17,6 +17,7 @@ CPU_MAX_GAUSSIANS = 20_000
 
 class CpuBackend:
     name = "cpu"
+    max_batch = 1
 
     def __init__(self, tile_size: int = 8) -> None:
         self.device = torch.device("cpu")
@@ -49,6 +50,25 @@ class CpuBackend:
             tile_size=self.tile_size,
         )
         return RenderOutput(image, alpha, info)
+
+    def render_batch(
+        self,
+        params: Params,
+        views: list[View],
+        sh_degree: int,
+        background: torch.Tensor,
+        *,
+        antialiased: bool = False,
+        packed: bool = False,
+        absgrad: bool = False,
+        viewmats: torch.Tensor | None = None,
+    ) -> RenderOutput:
+        if len(views) != 1:
+            raise ValueError(f"the CPU backend renders one view per step, not {len(views)}")
+        out = self.render(
+            params, views[0], sh_degree, background, antialiased=antialiased, viewmat=None if viewmats is None else viewmats[0]
+        )
+        return RenderOutput(out.image[None], out.alpha[None], out.info)
 
     def densifier(self, cfg: TrainConfig, scene_scale: float, n_gaussians: int) -> SimpleDensifier:
         # MCMC relocation needs gsplat's CUDA kernels: on CPU every preset densifies the default way.

@@ -24,6 +24,7 @@ MAX_GAUSSIANS_CAP = 6_000_000
 
 class CudaBackend:
     name = "cuda"
+    max_batch = 64
 
     def __init__(self) -> None:
         import gsplat  # noqa: F401  (fail here, with a clear error, when gsplat is missing)
@@ -41,24 +42,45 @@ class CudaBackend:
         packed: bool = False,
         viewmat: torch.Tensor | None = None,
     ) -> RenderOutput:
+        out = self.render_batch(
+            params, [view], sh_degree, background, antialiased=antialiased, packed=packed,
+            viewmats=None if viewmat is None else viewmat[None],
+        )
+        return RenderOutput(out.image[0], out.alpha[0], out.info)
+
+    def render_batch(
+        self,
+        params: Params,
+        views: list[View],
+        sh_degree: int,
+        background: torch.Tensor,
+        *,
+        antialiased: bool = False,
+        packed: bool = False,
+        absgrad: bool = False,
+        viewmats: torch.Tensor | None = None,
+    ) -> RenderOutput:
         from gsplat import rasterization
 
+        if viewmats is None:
+            viewmats = torch.stack([v.viewmat for v in views])
         colors, alphas, info = rasterization(
             means=params["means"],
             quats=params["quats"],
             scales=torch.exp(params["scales"]),
             opacities=torch.sigmoid(params["opacities"]),
             colors=torch.cat([params["sh0"], params["shN"]], dim=1),
-            viewmats=(view.viewmat if viewmat is None else viewmat)[None],
-            Ks=view.K[None],
-            width=view.width,
-            height=view.height,
+            viewmats=viewmats,
+            Ks=torch.stack([v.K for v in views]),
+            width=views[0].width,
+            height=views[0].height,
             sh_degree=sh_degree,
             packed=packed,
-            backgrounds=background[None],
+            absgrad=absgrad,
+            backgrounds=background.expand(len(views), -1),
             rasterize_mode="antialiased" if antialiased else "classic",
         )
-        return RenderOutput(colors[0], alphas[0], info)
+        return RenderOutput(colors, alphas, info)
 
     def densifier(self, cfg: TrainConfig, scene_scale: float, n_gaussians: int) -> GsplatDensifier:
         return GsplatDensifier(cfg, scene_scale, max(cfg.max_gaussians or self.default_max_gaussians(), n_gaussians))
@@ -89,13 +111,15 @@ class GsplatDensifier:
         else:
             self.strategy = DefaultStrategy(
                 prune_opa=cfg.prune_opacity,
-                grow_grad2d=cfg.grow_grad2d,
+                # AbsGS gradients are larger than the signed ones: gsplat's threshold is 4x.
+                grow_grad2d=cfg.grow_grad2d * (4.0 if cfg.absgrad else 1.0),
                 grow_scale3d=cfg.grow_scale3d,
                 prune_scale3d=cfg.prune_scale3d,
                 refine_start_iter=cfg.refine_start,
                 refine_stop_iter=cfg.refine_stop,
                 reset_every=cfg.reset_every,
                 refine_every=cfg.refine_every,
+                absgrad=cfg.absgrad,
             )
             self.state = self.strategy.initialize_state(scene_scale=scene_scale)
 
