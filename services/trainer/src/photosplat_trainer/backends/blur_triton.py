@@ -15,47 +15,56 @@ import torch
 import triton
 import triton.language as tl
 
-_BLOCK = 1024
+_BLOCK = 512
 
 
 @triton.jit
-def _blur_axis(
-    src, dst, weights, n_out, n_src, axis_out, axis_src, inner,
-    TAPS: tl.constexpr, FULL: tl.constexpr, BLOCK: tl.constexpr,
-):
-    # Element e of dst is (outer o, position i along the axis, inner j) in a contiguous layout.
-    e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = e < n_out
-    j = e % inner
-    i = (e // inner) % axis_out
-    o = e // (inner * axis_out)
+def _blur_rows(src, dst, weights, n_src, n_out, TAPS: tl.constexpr, FULL: tl.constexpr, BLOCK: tl.constexpr):
+    # Along the last axis: one program per row and block of columns.
+    row = tl.program_id(0).to(tl.int64)
+    i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    live = i < n_out
     acc = tl.zeros((BLOCK,), dtype=tl.float32)
     for k in tl.static_range(TAPS):
-        w = tl.load(weights + k)
-        if FULL:
-            s = i - k
-        else:
-            s = i + k
-        ok = live & (s >= 0) & (s < axis_src)
-        acc += w * tl.load(src + (o * axis_src + s) * inner + j, mask=ok, other=0.0)
-    tl.store(dst + e, acc, mask=live)
+        s = i - k if FULL else i + k
+        ok = live & (s >= 0) & (s < n_src)
+        acc += tl.load(weights + k) * tl.load(src + row * n_src + s, mask=ok, other=0.0)
+    tl.store(dst + row * n_out + i, acc, mask=live)
+
+
+@triton.jit
+def _blur_cols(src, dst, weights, h_src, h_out, width, TAPS: tl.constexpr, FULL: tl.constexpr, BLOCK: tl.constexpr):
+    # Along the second-last axis: one program per output row (of every plane) and block of columns.
+    r = tl.program_id(0)
+    plane, i = r // h_out, r % h_out
+    j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    live = j < width
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for k in tl.static_range(TAPS):
+        s = i - k if FULL else i + k
+        inside = (s >= 0) & (s < h_src)
+        ok = live & (tl.zeros((BLOCK,), dtype=tl.int1) | inside)
+        acc += tl.load(weights + k) * tl.load(src + (plane * h_src + s).to(tl.int64) * width + j, mask=ok, other=0.0)
+    tl.store(dst + r.to(tl.int64) * width + j, acc, mask=live)
 
 
 def _blur(x: torch.Tensor, weights: torch.Tensor, dim: int, full: bool) -> torch.Tensor:
+    """Correlation of ``x`` with ``weights`` along ``dim`` (the last or the second-last axis)."""
     x = x.contiguous()
     taps = len(weights)
-    axis_src = x.shape[dim]
-    axis_out = axis_src + taps - 1 if full else axis_src - taps + 1
+    last = dim == x.dim() - 1
+    n_src = x.shape[dim]
+    n_out = n_src + taps - 1 if full else n_src - taps + 1
     shape = list(x.shape)
-    shape[dim] = axis_out
+    shape[dim] = n_out
     out = torch.empty(shape, dtype=x.dtype, device=x.device)
-    inner = 1
-    for n in x.shape[dim + 1 :]:
-        inner *= n
-    n = out.numel()
-    _blur_axis[(triton.cdiv(n, _BLOCK),)](
-        x, out, weights, n, x.numel(), axis_out, axis_src, inner, TAPS=taps, FULL=full, BLOCK=_BLOCK
-    )
+    if last:
+        rows = x.numel() // n_src
+        _blur_rows[(rows, triton.cdiv(n_out, _BLOCK))](x, out, weights, n_src, n_out, TAPS=taps, FULL=full, BLOCK=_BLOCK)
+    else:
+        width = x.shape[-1]
+        rows = out.numel() // width
+        _blur_cols[(rows, triton.cdiv(width, _BLOCK))](x, out, weights, n_src, n_out, width, TAPS=taps, FULL=full, BLOCK=_BLOCK)
     return out
 
 
