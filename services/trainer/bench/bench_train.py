@@ -65,7 +65,8 @@ def run_one(folder: Path, preset_name: str, eval_every: int, out_dir: Path, devi
     import torch
     from photosplat_trainer.backends import select_backend
     from photosplat_trainer.config import preset, with_overrides
-    from photosplat_trainer.export import export_all, prune_floaters
+    from photosplat_trainer.export import export_all
+    from photosplat_trainer.pipeline import prune_for_export
     from photosplat_trainer.train import evaluate_gaussians, train_with_oom_retry
 
     backend = select_backend(device)
@@ -79,7 +80,8 @@ def run_one(folder: Path, preset_name: str, eval_every: int, out_dir: Path, devi
     started = time.monotonic()
     data = load_prepared(folder, cfg.max_image_side)
     result, cfg = train_with_oom_retry(data, cfg, backend)
-    pruned = prune_floaters(result.gaussians, data.camera_centers).gaussians
+    pruning = prune_for_export(result.gaussians, data, cfg)
+    pruned = pruning.gaussians
     exports = export_all(pruned, out_dir / f"{folder.name}-{preset_name}")
     total = time.monotonic() - started
     psnr, ssim = evaluate_gaussians(pruned, data.test, backend, cfg)
@@ -98,6 +100,7 @@ def run_one(folder: Path, preset_name: str, eval_every: int, out_dir: Path, devi
         "psnr": psnr,
         "ssim": ssim,
         "gaussians": len(pruned),
+        "pruned": pruning.counts,
         "peak_gpu_gib": result.peak_memory_bytes / 2**30,
         "total_seconds": total,
         "history": result.history,

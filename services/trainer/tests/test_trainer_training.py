@@ -20,7 +20,7 @@ from photosplat_trainer.backends.cpu import CpuBackend
 from photosplat_trainer.config import PRESETS, TrainConfig, preset, with_overrides
 from photosplat_trainer.dataset import load_colmap
 from photosplat_trainer.model import init_params
-from photosplat_trainer.pipeline import home_view, resolve_config
+from photosplat_trainer.pipeline import adapt_to_backend, home_view, resolve_config
 from photosplat_trainer.train import Callbacks, OutOfMemory, Progress, evaluate_params, train, train_with_oom_retry
 
 torch.set_num_threads(1)
@@ -33,7 +33,8 @@ def scene_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny(steps: int, **overrides: object) -> TrainConfig:
-    return with_overrides(preset("preview").scaled(steps / 2000), max_gaussians=3000, **overrides)
+    cfg = adapt_to_backend(preset("preview"), CpuBackend())
+    return with_overrides(cfg.scaled(steps / cfg.steps), max_gaussians=3000, **overrides)
 
 
 def test_presets_resolve_and_reference_is_simple_trainers_default(tmp_path: Path) -> None:
@@ -50,7 +51,7 @@ def test_presets_resolve_and_reference_is_simple_trainers_default(tmp_path: Path
     with pytest.raises(ValueError, match="unknown training option"):
         preset("standard", learning_rate=1)
     half = preset("standard").scaled(0.5)
-    assert (half.steps, half.refine_stop) == (3500, 1750)
+    assert (half.steps, half.refine_stop) == (1750, 875)
     saved = preset("standard", background=[1, 1, 1]).save(tmp_path / "config.json")
     assert TrainConfig.from_json(saved.read_text()) == preset("standard", background=(1.0, 1.0, 1.0))
 
@@ -62,6 +63,23 @@ def test_a_cpu_run_is_capped_so_the_embedded_demo_ends_in_minutes() -> None:
     assert cpu.refine_stop == round(standard.refine_stop * cpu.steps / standard.steps)
     assert cpu.max_image_side == standard.cpu_max_image_side
     assert resolve_config("standard", {}, CpuBackend(), max_steps=300).steps == 300
+
+
+def test_a_batched_preset_runs_on_cpu_one_view_per_step_with_the_same_schedule_in_views() -> None:
+    standard = preset("standard")
+    assert standard.batch_size == 4 and standard.strategy == "mcmc"
+    single = standard.with_batch(1)
+    assert single.batch_size == 1
+    assert single.steps == 4 * standard.steps
+    assert (single.refine_start, single.refine_stop, single.refine_every) == tuple(
+        4 * v for v in (standard.refine_start, standard.refine_stop, standard.refine_every)
+    )
+    assert single.sh_degree_interval == 4 * standard.sh_degree_interval
+    assert single.with_batch(4) == standard
+    cpu = resolve_config("standard", {}, CpuBackend(), max_steps=10_000_000)
+    assert (cpu.batch_size, cpu.steps, cpu.strategy) == (1, cpu.cpu_max_steps, "default")
+    reference = preset("reference")
+    assert (cpu.init_opacity, cpu.opacity_reg, cpu.scale_reg) == (reference.init_opacity, 0.0, 0.0)
 
 
 def test_the_home_view_is_a_capture_camera_aimed_at_what_it_sees(scene_dir: Path) -> None:

