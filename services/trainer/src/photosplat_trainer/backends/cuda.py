@@ -83,7 +83,10 @@ class CudaBackend:
         return RenderOutput(colors, alphas, info)
 
     def densifier(self, cfg: TrainConfig, scene_scale: float, n_gaussians: int) -> GsplatDensifier:
-        return GsplatDensifier(cfg, scene_scale, max(cfg.max_gaussians or self.default_max_gaussians(), n_gaussians))
+        # The preset's cap, or less when the GPU's free memory holds fewer (never below the start).
+        fits = self.default_max_gaussians()
+        budget = min(cfg.max_gaussians, fits) if cfg.max_gaussians else fits
+        return GsplatDensifier(cfg, scene_scale, max(budget, n_gaussians))
 
     def default_max_gaussians(self) -> int:
         free, _total = torch.cuda.mem_get_info()
