@@ -7,6 +7,7 @@ one thread here: the tensors are small, and on a shared 2-core machine extra thr
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from photosplat_libs.worker import JobCancelled
 from photosplat_trainer import cli
 from photosplat_trainer.backends.cpu import CpuBackend
 from photosplat_trainer.config import PRESETS, TrainConfig, preset, with_overrides
-from photosplat_trainer.dataset import load_colmap
+from photosplat_trainer.dataset import View, load_colmap
 from photosplat_trainer.model import init_params
 from photosplat_trainer.pipeline import adapt_to_backend, home_view, resolve_config
 from photosplat_trainer.train import Callbacks, OutOfMemory, Progress, evaluate_params, train, train_with_oom_retry
@@ -169,3 +170,35 @@ def test_out_of_memory_is_retried_once_with_a_smaller_budget_then_reported(scene
         train_with_oom_retry(data, tiny(10), ExhaustedBackend(), Callbacks(log=lines.append))
     assert not failure.value.retryable
     assert any("retrying with a budget of" in line for line in lines)
+
+
+def test_appearance_and_pose_refinement_train_checkpoint_and_resume(scene_dir: Path, tmp_path: Path) -> None:
+    data = load_colmap(scene_dir, max_image_side=None)
+    cfg = tiny(30, checkpoint_every=15, appearance=True, appearance_lr=1e-2, pose_refine=True, pose_lr=1e-3)
+    keep = tmp_path / "kept.pt"
+    first = train(data, cfg, CpuBackend(), Callbacks(checkpoint=lambda path, _step: shutil.copy(path, keep)), work_dir=tmp_path / "a")
+    assert first.psnr is not None and math.isfinite(first.psnr)
+    state = torch.load(keep, weights_only=False)
+    identity = torch.cat([torch.eye(3).flatten(), torch.zeros(3)])
+    # Both corrections were learned, not left at their start.
+    assert (state["appearance"] - identity).abs().max() > 1e-3
+    assert state["poses"]["embeds"].abs().max() > 1e-5
+    resumed = train(data, cfg, CpuBackend(), work_dir=tmp_path / "b", resume=keep)
+    assert resumed.steps == 30 and resumed.psnr is not None
+
+
+def test_view_batches_share_one_size_cover_every_view_and_keep_their_shape() -> None:
+    from photosplat_trainer.train import ViewBatches
+
+    K, vm = torch.eye(3), torch.eye(4)
+    # 7 landscape and 3 portrait photos (a phone capture turned now and then).
+    views = [View(f"v{i}", torch.zeros((4, 6, 3) if i % 4 else (6, 4, 3)), K, vm, i) for i in range(10)]
+    batches = ViewBatches(views, 4, np.random.default_rng(0))
+    seen: list[int] = []
+    for _ in range(30):
+        batch = batches.next()
+        assert len({v.image.shape for v in batch}) == 1
+        assert len({v.index for v in batch}) == len(batch)
+        assert len(batch) == (4 if batch[0].image.shape == (4, 6, 3) else 3)
+        seen += [v.index for v in batch]
+    assert set(seen) == set(range(10))
