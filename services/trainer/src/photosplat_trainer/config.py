@@ -164,29 +164,20 @@ PRESETS: dict[str, TrainConfig] = {
         sky_points_fraction=0.1,
         checkpoint_every=500,
     ),
-    # Quick look: the standard recipe on 4k views seen, smaller images, degree-1 colours.
-    "preview": dataclasses.replace(
-        _REFERENCE,
-        steps=1000,
-        batch_size=4,
-        sh_degree=1,
-        sh_degree_interval=250,
-        strategy="mcmc",
-        max_gaussians=200_000,
-        init_opacity=0.5,
-        init_scale=0.1,
-        opacity_reg=0.01,
-        scale_reg=0.01,
-        refine_start=100,
-        refine_stop=600,
-        refine_every=25,
-        reset_every=1_000_000,
-        antialiased=True,
-        max_image_side=1000,
-        sky_points_fraction=0.1,
-        checkpoint_every=500,
-    ),
 }
+
+
+# Quick look: the standard recipe on 4k views seen, smaller images, degree-1 colours.
+PRESETS["preview"] = dataclasses.replace(
+    PRESETS["standard"],
+    steps=1000,
+    sh_degree=1,
+    max_gaussians=200_000,
+    refine_start=100,
+    refine_stop=600,
+    reset_every=1_000_000,
+    max_image_side=1000,
+)
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
