@@ -12,7 +12,10 @@ from photosplat_trainer.config import PRESETS
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="photosplat train", description="Train a Gaussian Splatting scene from an SfM folder.")
-    p.add_argument("sfm_dir", type=Path, help="folder with images/ and sparse/ (undistorted, PINHOLE)")
+    p.add_argument(
+        "sfm_dir", type=Path,
+        help="folder with images/ and sparse/ (undistorted, PINHOLE), or a NeRF-synthetic folder (transforms_train.json)",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for scene.ply/.splat/.spz, thumbnail and JSON")
     p.add_argument("--preset", default="standard", choices=sorted(PRESETS))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

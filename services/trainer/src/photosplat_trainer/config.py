@@ -40,6 +40,11 @@ class TrainConfig:
     # Initialisation from the SfM points (simple_trainer: opacity 0.1, scale = mean 3-NN distance).
     init_opacity: float = 0.1
     init_scale: float = 1.0
+    # Scenes without 3D points (known poses, NeRF-synthetic): this many random Gaussians, uniform in
+    # a cube of half-side ``random_init_extent`` x the scene scale around the cameras' mean (gsplat's
+    # ``init_type="random"``; 3DGS's NeRF-synthetic init is 100k points in a cube too).
+    random_init_points: int = 100_000
+    random_init_extent: float = 0.5
     # Extra Gaussians on a far sphere, coloured from the photos, as this fraction of the SfM points:
     # SfM finds no points on sky or blank walls, and black there costs the short presets dearly.
     sky_points_fraction: float = 0.0

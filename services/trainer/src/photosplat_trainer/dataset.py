@@ -3,12 +3,19 @@
 Layout (what the SfM stage uploads): ``images/*`` and ``sparse/{cameras,images,points3D}.bin``.
 Views are sorted by image name and every ``test_every``-th one (index 0, n, 2n, ...) is held out for
 evaluation, as gsplat's ``simple_trainer`` and the 3DGS papers split them.
+
+The NeRF-synthetic ("Blender") layout is read too: ``transforms_train.json`` / ``transforms_test.json``
+(the official split is kept), OpenGL camera-to-world matrices, RGBA images composited on the
+training background, no 3D points (training starts from random Gaussians).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+import json
+import math
 
 import numpy as np
 import torch
@@ -101,10 +108,76 @@ class Camera:
     height: int
 
 
-def load_colmap(folder: Path, *, max_image_side: int | None, test_every: int = 8) -> Dataset:
+def is_blender(folder: Path) -> bool:
+    return (Path(folder) / "transforms_train.json").is_file()
+
+
+def load_scene(
+    folder: Path, *, max_image_side: int | None, test_every: int = 8, background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> Dataset:
+    """An undistorted COLMAP folder (``images/`` + ``sparse/``) or a NeRF-synthetic folder."""
+    if is_blender(folder):
+        return load_blender(folder, max_image_side=max_image_side, background=background)
+    return load_colmap(folder, max_image_side=max_image_side, test_every=test_every, background=background)
+
+
+# NeRF/Blender cameras look down -z with y up; COLMAP's look down +z with y down.
+_OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def read_blender_split(folder: Path, split: str) -> list[Camera]:
+    path = Path(folder) / f"transforms_{split}.json"
+    if not path.is_file():
+        return []
+    try:
+        doc = json.loads(path.read_text())
+        cameras = []
+        for frame in doc["frames"]:
+            rel = frame["file_path"]
+            name = rel if Path(rel).suffix else rel + ".png"
+            width, height = _image_size(Path(folder) / name)
+            intr = {**doc, **frame}
+            fx = intr.get("fl_x") or 0.5 * width / math.tan(0.5 * float(intr["camera_angle_x"]))
+            fy = intr.get("fl_y") or fx
+            K = np.array([[fx, 0, intr.get("cx", width / 2)], [0, fy, intr.get("cy", height / 2)], [0, 0, 1.0]])
+            world_from_cam = np.asarray(frame["transform_matrix"], float) @ _OPENGL_TO_OPENCV
+            cameras.append(Camera(name, K, np.linalg.inv(world_from_cam)[:3], width, height))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UserError(f"{path.name} is not a NeRF-synthetic transforms file: {exc!r}") from exc
+    return cameras
+
+
+def load_blender(folder: Path, *, max_image_side: int | None, background: tuple[float, float, float]) -> Dataset:
+    folder = Path(folder)
+    train = read_blender_split(folder, "train")
+    test = read_blender_split(folder, "test")
+    empty = np.zeros((0, 3), np.float32)
+    # Image names are paths relative to the folder; the held-out views are the official test split.
+    data = build_dataset(train + test, folder, empty, empty, max_image_side=max_image_side, test_every=0, background=background)
+    test_names = {c.name for c in test}
+    views = sorted(data.train, key=lambda v: v.name)
+    kept = [v for v in views if v.name not in test_names]
+    held = [View(v.name, v.image, v.K, v.viewmat, -1) for v in views if v.name in test_names]
+    return Dataset([View(v.name, v.image, v.K, v.viewmat, i) for i, v in enumerate(kept)], held, empty, empty)
+
+
+def random_points(data: Dataset, n: int, extent: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points uniform in a cube of half-side ``extent`` x scene scale around the cameras' mean,
+    with random colours (gsplat's random initialisation)."""
+    rng = np.random.default_rng(seed)
+    centre = data.camera_centers.mean(axis=0)
+    points = centre + extent * data.scene_scale * rng.uniform(-1.0, 1.0, size=(n, 3))
+    return points.astype(np.float32), rng.uniform(0.0, 1.0, size=(n, 3)).astype(np.float32)
+
+
+def load_colmap(
+    folder: Path, *, max_image_side: int | None, test_every: int = 8, background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> Dataset:
     folder = Path(folder)
     cameras, points, colors = read_colmap(folder)
-    return build_dataset(cameras, folder / "images", points, colors, max_image_side=max_image_side, test_every=test_every)
+    return build_dataset(
+        cameras, folder / "images", points, colors, max_image_side=max_image_side, test_every=test_every, background=background
+    )
 
 
 def read_colmap(folder: Path) -> tuple[list[Camera], np.ndarray, np.ndarray]:
@@ -139,16 +212,16 @@ def build_dataset(
     *,
     max_image_side: int | None,
     test_every: int = 8,
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> Dataset:
-    """Load and downscale the images of ``cameras`` (sorted by name) and split off the held-out views."""
+    """Load and downscale the images of ``cameras`` (sorted by name) and split off the held-out views.
+    Without 3D points the trainer starts from random Gaussians; transparent pixels show ``background``."""
     cameras = sorted(cameras, key=lambda c: c.name)
     if len(cameras) < 2:
         raise UserError(f"the SfM model has {len(cameras)} posed image(s); training needs at least 2")
-    if len(points) < 4:
-        raise UserError(f"the SfM model has only {len(points)} 3D points; training needs some to start from")
     views: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for cam in cameras:
-        pixels = _read_image(Path(image_dir) / cam.name)
+        pixels = _read_image(Path(image_dir) / cam.name, background)
         h0, w0 = pixels.shape[:2]
         factor = downscale_factor(w0, h0, max_image_side)
         w, h = max(1, round(w0 / factor)), max(1, round(h0 / factor))
@@ -171,8 +244,20 @@ def build_dataset(
     return Dataset(train, test, np.asarray(points, np.float32), np.asarray(colors, np.float32))
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _image_size(path: Path) -> tuple[int, int]:
+    if not path.exists():
+        raise UserError(f"image {path.name} named in the camera file is missing")
+    with Image.open(path) as im:
+        return im.size
+
+
+def _read_image(path: Path, background: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
     if not path.exists():
         raise UserError(f"image {path.name} named in the SfM model is missing")
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        if "A" not in im.getbands() and not (im.mode == "P" and "transparency" in im.info):
+            return np.asarray(im.convert("RGB"))
+        rgba = np.asarray(im.convert("RGBA")).astype(np.float32) / 255.0
+    # Transparent pixels take the training background, so the model need not learn a colour for them.
+    rgb = rgba[..., :3] * rgba[..., 3:] + np.asarray(background, np.float32) * (1.0 - rgba[..., 3:])
+    return np.round(rgb * 255.0).astype(np.uint8)

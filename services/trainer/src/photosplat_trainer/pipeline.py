@@ -19,7 +19,7 @@ from photosplat_libs.events import HomeView
 
 from photosplat_trainer.backends import Backend, select_backend
 from photosplat_trainer.config import TrainConfig, preset, with_overrides
-from photosplat_trainer.dataset import Dataset, View, load_colmap
+from photosplat_trainer.dataset import Dataset, View, is_blender, load_scene
 from photosplat_trainer.export import export_all, load_export, prune_floaters, save_thumbnail
 from photosplat_trainer.export.prune import PruneResult
 from photosplat_trainer.gaussians import GaussianSet
@@ -76,6 +76,9 @@ def adapt_to_backend(cfg: TrainConfig, backend: Backend) -> TrainConfig:
             cfg, strategy="default", init_opacity=ref.init_opacity, init_scale=ref.init_scale,
             opacity_reg=ref.opacity_reg, scale_reg=ref.scale_reg,
         )
+    if backend.name == "cpu":
+        # 100k random Gaussians would make every CPU step take seconds.
+        cfg = with_overrides(cfg, random_init_points=min(cfg.random_init_points, 10_000))
     if cfg.batch_size > backend.max_batch:
         # Same number of views seen, one per step (the CPU rasteriser renders one at a time).
         cfg = cfg.with_batch(backend.max_batch)
@@ -97,8 +100,12 @@ def run_pipeline(
 ) -> TrainOutputs:
     cb = callbacks or Callbacks()
     backend = select_backend(device)
-    cfg = resolve_config(preset_name, dict(overrides or {}), backend, steps, max_steps)
-    data = load_colmap(Path(scene_dir), max_image_side=cfg.max_image_side, test_every=cfg.test_every)
+    overrides = dict(overrides or {})
+    if is_blender(Path(scene_dir)):
+        # NeRF-synthetic objects are trained and scored on white, as 3DGS and its published numbers do.
+        overrides.setdefault("background", (1.0, 1.0, 1.0))
+    cfg = resolve_config(preset_name, overrides, backend, steps, max_steps)
+    data = load_scene(Path(scene_dir), max_image_side=cfg.max_image_side, test_every=cfg.test_every, background=cfg.background)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result, cfg = train_with_oom_retry(data, cfg, backend, cb, work_dir=work_dir or out_dir, resume=resume)

@@ -23,7 +23,7 @@ from photosplat_libs.worker import WorkError
 
 from photosplat_trainer.backends import Backend
 from photosplat_trainer.config import TrainConfig
-from photosplat_trainer.dataset import Dataset, View, sky_points
+from photosplat_trainer.dataset import Dataset, View, random_points, sky_points
 from photosplat_trainer.gaussians import GaussianSet
 from photosplat_trainer.losses import photometric_loss, psnr, ssim, training_ssim
 from photosplat_trainer.model import Params, from_gaussian_set, init_params, make_optimizers, to_gaussian_set
@@ -175,6 +175,9 @@ class _Trainer:
             self.params: Params = {k: torch.nn.Parameter(v.to(self.device)) for k, v in checkpoint["params"].items()}
         else:
             points, colors = data.points, data.colors
+            if len(points) < 4:
+                points, colors = random_points(data, cfg.random_init_points, cfg.random_init_extent, seed=cfg.seed)
+                cb.log(f"no 3D points came with the cameras: starting from {len(points)} random Gaussians")
             n_sky = round(cfg.sky_points_fraction * len(points))
             if n_sky:
                 sky, sky_colors = sky_points(data, n_sky, seed=cfg.seed)
