@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 from photosplat_libs.synthetic import render_scene
+from photosplat_libs.worker import UserError
 from photosplat_trainer.backends.cpu import CpuBackend
-from photosplat_trainer.config import with_overrides
+from photosplat_trainer.config import preset, with_overrides
 from photosplat_trainer.dataset import is_blender, load_blender, load_scene
 from photosplat_trainer.pipeline import adapt_to_backend
-from photosplat_trainer.config import preset
-from photosplat_trainer.train import train
-from photosplat_libs.worker import UserError
+from photosplat_trainer.train import Callbacks, train
 from PIL import Image
 
 torch.set_num_threads(1)
@@ -87,8 +86,6 @@ def test_training_from_random_gaussians_learns_the_held_out_views(scene, tmp_pat
     cfg = adapt_to_backend(preset("preview"), CpuBackend())
     cfg = with_overrides(cfg.scaled(250 / cfg.steps), random_init_points=2000, max_gaussians=4000, checkpoint_every=0)
     lines: list[str] = []
-    from photosplat_trainer.train import Callbacks
-
     result = train(data, cfg, CpuBackend(), Callbacks(log=lines.append))
     assert any("starting from 2000 random Gaussians" in line for line in lines)
     # The best constant image (each held-out view's mean colour) as the floor to beat.
