@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -48,3 +49,21 @@ def test_reconstruct_of_unrelated_photos_fails_with_advice(tmp_path: Path) -> No
     )
     assert run.returncode == 2
     assert "SfM failed:" in run.stderr and "overlap" in run.stderr
+
+
+def test_reconstruct_of_a_nerf_synthetic_folder_skips_sfm_and_trains_on_its_split(tmp_path: Path) -> None:
+    from photosplat_libs.synthetic import render_scene, write_blender_dataset
+
+    scene_dir = tmp_path / "lego-like"
+    write_blender_dataset(render_scene(n_views=12, width=64, height=48, seed=4), scene_dir)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "photosplat", "reconstruct", str(scene_dir), "--out", str(out), "--device", "cpu", "--steps", "60"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "SfM skipped" in run.stderr and "random Gaussians" in run.stderr
+    metrics = json.loads((out / "scene" / "metrics.json").read_text())
+    assert sorted(metrics["views"]["test"]) == [f"./test/r_{i}.png" for i in (0, 4, 8)]
+    assert json.loads((out / "scene" / "config.json").read_text())["background"] == [1.0, 1.0, 1.0]
+    assert (out / "scene" / "scene.spz").stat().st_size > 0 and not (out / "sfm").exists()

@@ -73,27 +73,34 @@ def main(argv: list[str] | None = None) -> int:
     from photosplat_colmap import pipeline as sfm
     from photosplat_colmap.capture import photos_from_folder
     from photosplat_libs.worker import UserError
+    from photosplat_trainer.dataset import is_blender
     from photosplat_trainer.pipeline import run_pipeline
     from photosplat_trainer.train import Callbacks, Progress
 
     bar = ProgressBar()
-    options = sfm.SfmOptions(max_image_side=None if args.original_resolution else sfm.DEFAULT_MAX_SIDE)
-    work = args.out / "work"
-    try:
-        result = sfm.run(photos_from_folder(args.images), work, args.out / "sfm", options, SfmReporter(bar))
-    except UserError as exc:
-        bar.log(f"SfM failed: {exc}")
-        return 2
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    bar.log(f"camera poses: {result.registered_images}/{result.total_images} photos placed, {result.points} points")
+    if is_blender(args.images):
+        # A NeRF-synthetic folder brings its cameras: nothing for SfM to do.
+        bar.log(f"camera poses: from {args.images / 'transforms_train.json'} (SfM skipped)")
+        scene_dir = args.images
+    else:
+        options = sfm.SfmOptions(max_image_side=None if args.original_resolution else sfm.DEFAULT_MAX_SIDE)
+        work = args.out / "work"
+        try:
+            result = sfm.run(photos_from_folder(args.images), work, args.out / "sfm", options, SfmReporter(bar))
+        except UserError as exc:
+            bar.log(f"SfM failed: {exc}")
+            return 2
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        bar.log(f"camera poses: {result.registered_images}/{result.total_images} photos placed, {result.points} points")
+        scene_dir = result.undistorted_dir
 
     def progress(p: Progress) -> None:
         bar.show(SFM_SHARE + (1 - SFM_SHARE) * p.step / max(p.steps, 1), f"training step {p.step}/{p.steps}, PSNR {p.psnr:.1f} dB")
 
     overrides = {"max_image_side": None} if args.original_resolution else {}
     out = run_pipeline(
-        result.undistorted_dir,
+        scene_dir,
         args.out / "scene",
         preset_name=args.preset,
         overrides=overrides,

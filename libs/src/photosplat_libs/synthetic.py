@@ -12,6 +12,7 @@ pixel centres at ``+0.5`` (so ``K @ (R @ X + t)`` gives the pixel coordinates CO
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,3 +444,36 @@ def _visible(points: np.ndarray, K: np.ndarray, pose: np.ndarray, depth: np.ndar
     seen = depth[pix[:, 1].astype(int), pix[:, 0].astype(int)]
     unoccluded = np.abs(dist - seen) < 0.01 * dist + 0.02
     return np.column_stack([idx[unoccluded], pix[unoccluded, 0], pix[unoccluded, 1]])
+
+
+# NeRF/Blender cameras look down -z with y up; COLMAP's look down +z with y down.
+_OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def write_blender_dataset(
+    scene: SyntheticScene, folder: Path, test_every: int = 4, transparent_border: int = 0
+) -> tuple[list[str], list[str]]:
+    """The scene in NeRF-synthetic layout: ``{train,test}/r_i.png`` (RGBA; a transparent frame of
+    ``transparent_border`` px) and ``transforms_{train,test}.json`` with OpenGL camera-to-world
+    matrices. Returns the train and test image names as the transforms files name them."""
+    from PIL import Image
+
+    splits: dict[str, list[dict]] = {"train": [], "test": []}
+    names: dict[str, list[str]] = {"train": [], "test": []}
+    for i, (image, cam_from_world) in enumerate(zip(scene.images, scene.cams_from_world, strict=True)):
+        split = "test" if i % test_every == 0 else "train"
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+        if transparent_border:
+            b = transparent_border
+            rgba[:b, :, 3] = rgba[-b:, :, 3] = rgba[:, :b, 3] = rgba[:, -b:, 3] = 0
+        Image.fromarray(rgba, "RGBA").save(folder / split / f"r_{i}.png")
+        w2c = np.eye(4)
+        w2c[:3] = cam_from_world
+        c2w_gl = np.linalg.inv(w2c) @ _OPENGL_FROM_OPENCV
+        splits[split].append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w_gl.tolist()})
+        names[split].append(f"./{split}/r_{i}.png")
+    angle_x = 2 * math.atan(scene.width / (2 * scene.K[0, 0]))
+    for split, frames in splits.items():
+        (folder / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": angle_x, "frames": frames}))
+    return names["train"], names["test"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from photosplat_libs.synthetic import render_scene
+from photosplat_libs.synthetic import write_blender_dataset as write_blender
 from photosplat_libs.worker import UserError
 from photosplat_trainer.backends.cpu import CpuBackend
 from photosplat_trainer.config import preset, with_overrides
@@ -20,30 +21,6 @@ from photosplat_trainer.train import Callbacks, train
 from PIL import Image
 
 torch.set_num_threads(1)
-OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
-
-
-def write_blender(scene, folder: Path, test_every: int = 4, transparent_border: int = 0) -> tuple[list[str], list[str]]:
-    """The synthetic scene in NeRF-synthetic layout; a transparent frame of ``transparent_border`` px."""
-    splits: dict[str, list[dict]] = {"train": [], "test": []}
-    names: dict[str, list[str]] = {"train": [], "test": []}
-    for i, (image, cam_from_world) in enumerate(zip(scene.images, scene.cams_from_world, strict=True)):
-        split = "test" if i % test_every == 0 else "train"
-        (folder / split).mkdir(parents=True, exist_ok=True)
-        rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
-        if transparent_border:
-            b = transparent_border
-            rgba[:b, :, 3] = rgba[-b:, :, 3] = rgba[:, :b, 3] = rgba[:, -b:, 3] = 0
-        Image.fromarray(rgba, "RGBA").save(folder / split / f"r_{i}.png")
-        w2c = np.eye(4)
-        w2c[:3] = cam_from_world
-        c2w_gl = np.linalg.inv(w2c) @ OPENGL_FROM_OPENCV
-        splits[split].append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w_gl.tolist()})
-        names[split].append(f"./{split}/r_{i}.png")
-    angle_x = 2 * math.atan(scene.width / (2 * scene.K[0, 0]))
-    for split, frames in splits.items():
-        (folder / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": angle_x, "frames": frames}))
-    return names["train"], names["test"]
 
 
 @pytest.fixture(scope="module")
