@@ -182,6 +182,36 @@ async def test_file_count_limits(harness: Harness, make_photo) -> None:
     assert await harness.job_count() == 0
 
 
+async def test_a_multipart_request_over_the_size_cap_is_refused_with_413_and_nothing_kept(
+    harness: Harness, make_photo, sqlite_url: str, tmp_path: Path
+) -> None:
+    # The harness app has the default 1 GiB cap: a small one is set on a second app for this test.
+    settings = IngestSettings(public_base_url=BASE, max_request_bytes=200_000)
+    service = create(settings, Deps(bus=MemoryBus(), store=harness.store, db=harness.db))
+    app = FastAPI()
+    assert service.router is not None
+    app.include_router(service.router)
+    photos = _files(*[(f"{i}.jpg", make_photo(800, 600, seed=i)) for i in range(4)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        declared = await client.post("/recon/jobs", files=photos)
+
+        request = httpx.Request("POST", BASE + "/recon/jobs", files=photos)
+        body = request.read()
+        assert len(body) > settings.max_request_bytes
+
+        async def chunks() -> AsyncIterator[bytes]:  # chunked: no length declared, the cap counts what arrives
+            for start in range(0, len(body), 65536):
+                yield body[start : start + 65536]
+
+        streamed = await client.post("/recon/jobs", content=chunks(), headers={"content-type": request.headers["content-type"]})
+        assert "content-length" not in streamed.request.headers
+    for response in (declared, streamed):
+        assert response.status_code == 413, response.text
+        [error] = response.json()["detail"]["errors"]
+        assert error["rule"] == "max_request_bytes" and "/recon/uploads" in error["message"]
+    assert await harness.job_count() == 0 and await harness.store.list("jobs/") == []
+
+
 async def test_duplicate_photo_and_bad_options_are_refused(harness: Harness, make_photo) -> None:
     photo = make_photo(seed=7)
     dup = await harness.client.post(

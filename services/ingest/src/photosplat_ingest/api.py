@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message
 
 from photosplat_libs import keys
 from photosplat_libs.db.engine import Database
@@ -40,6 +41,7 @@ from photosplat_ingest.validation import (
     ValidationFailed,
     check_count,
     check_declared,
+    request_too_large,
     display_name,
     extension,
 )
@@ -61,7 +63,7 @@ class IngestContext:
     @property
     def limits(self) -> Limits:
         s = self.settings
-        return Limits(s.max_file_bytes, s.max_pixels, s.min_side, s.min_files, s.max_files)
+        return Limits(s.max_file_bytes, s.max_pixels, s.min_side, s.min_files, s.max_files, s.max_request_bytes)
 
     def links(self, job_id: uuid.UUID, pub_key: str | None) -> dict[str, str | None]:
         viewer = self.settings.public_url(f"/v/{pub_key}") if pub_key else None
@@ -87,7 +89,30 @@ def bearer_token(request: Request) -> str | None:
 
 
 def _rejected(exc: ValidationFailed) -> HTTPException:
-    return HTTPException(status_code=400, detail=exc.detail())
+    too_large = any(e.rule is Rule.MAX_REQUEST_BYTES for e in exc.errors)
+    return HTTPException(status_code=413 if too_large else 400, detail=exc.detail())
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, received: int) -> None:
+        self.received = received
+
+
+def _capped(request: Request, limit: int) -> Request:
+    """``request`` whose body stops with :class:`_BodyTooLarge` past ``limit`` bytes (a chunked body
+    declares no length, so the count is what arrives)."""
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _BodyTooLarge(received)
+        return message
+
+    return Request(request.scope, receive)
 
 
 def build_router(ctx: IngestContext) -> APIRouter:
@@ -128,8 +153,13 @@ def build_router(ctx: IngestContext) -> APIRouter:
 
 async def _create_job(ctx: IngestContext, request: Request, token: str) -> dict[str, Any]:
     limits = ctx.limits
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_request_bytes:
+        raise ValidationFailed([request_too_large(int(declared), limits)])
     try:
-        form = await request.form(max_files=limits.max_files, max_fields=20)
+        form = await _capped(request, limits.max_request_bytes).form(max_files=limits.max_files, max_fields=20)
+    except _BodyTooLarge as exc:
+        raise ValidationFailed([request_too_large(exc.received, limits)]) from exc
     except StarletteHTTPException as exc:
         # Starlette refuses a multipart body with more files than max_files, or a malformed one.
         rule = Rule.MAX_FILES if "too many files" in str(exc.detail).lower() else Rule.FORMAT

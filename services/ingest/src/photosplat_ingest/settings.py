@@ -20,6 +20,9 @@ class IngestSettings(ServiceSettings):
     # SfM cannot triangulate anything from fewer than three views.
     min_files: int = Field(default=3, ge=1)
     max_files: int = Field(default=1000, ge=1)
+    # One multipart POST /recon/jobs; Starlette spools its files to disk before we see them, so an
+    # uncapped body could fill the disk. Larger sets use the presigned uploads.
+    max_request_bytes: int = Field(default=1024 * MIB, ge=1)
 
     # Presigned upload URLs live at most 15 minutes (DESIGN §6: short-lived).
     upload_url_ttl_seconds: int = Field(default=900, ge=30, le=900)

@@ -32,6 +32,7 @@ _FOCAL, _FOCAL_35 = ExifTags.Base.FocalLength, ExifTags.Base.FocalLengthIn35mmFi
 class Rule(StrEnum):
     MIN_FILES = "min_files"
     MAX_FILES = "max_files"
+    MAX_REQUEST_BYTES = "max_request_bytes"
     EXTENSION = "extension"
     EMPTY = "empty"
     MAX_BYTES = "max_bytes"
@@ -51,6 +52,8 @@ class Limits:
     min_side: int = 100
     min_files: int = 3
     max_files: int = 1000
+    # One multipart request; larger sets go through presigned uploads.
+    max_request_bytes: int = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,15 @@ def check_count(count: int, limits: Limits) -> FileError | None:
     if count > limits.max_files:
         return FileError(None, Rule.MAX_FILES, f"{count} photos given: at most {limits.max_files} are accepted")
     return None
+
+
+def request_too_large(size: int, limits: Limits) -> FileError:
+    return FileError(
+        None,
+        Rule.MAX_REQUEST_BYTES,
+        f"the upload is over {limits.max_request_bytes} bytes, the most one multipart request may carry "
+        f"({size} bytes received or declared): send large sets through POST /recon/uploads (one presigned URL per file)",
+    )
 
 
 def check_declared(name: str, size: int | None, limits: Limits) -> FileError | None:
