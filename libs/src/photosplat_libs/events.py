@@ -81,6 +81,9 @@ class ImagesValidated(Envelope):
     type: Literal["ImagesValidated"] = "ImagesValidated"
     images: tuple[ImageInfo, ...]
     options: JobOptions = JobOptions()
+    # Cameras uploaded with the photos (a NeRF-style transforms.json naming them by their original
+    # file names): SfM is skipped and these poses are used.
+    poses_key: str | None = None
 
 
 class StageStarted(Envelope):

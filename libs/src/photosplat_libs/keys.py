@@ -18,6 +18,11 @@ def image(job_id: uuid.UUID, index: int, ext: str) -> str:
     return f"jobs/{job_id}/images/{index:04d}{ext}"
 
 
+def poses(job_id: uuid.UUID) -> str:
+    """Camera poses uploaded with the photos."""
+    return f"jobs/{job_id}/poses/transforms.json"
+
+
 def sfm(job_id: uuid.UUID, name: str) -> str:
     return f"jobs/{job_id}/sfm/{name}"
 

@@ -4,8 +4,13 @@ ImagesValidated in, SfmDone (or a helpful StageFailed) out, the model in the sto
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+import pycolmap
 
 import pytest
 from photosplat_colmap.app import create
@@ -28,7 +33,7 @@ class Harness(EventRecorder):
         super().__init__(default_timeout=90.0)
         self.bus, self.observer, self.store, self.service = bus, observer, store, service
 
-    async def submit(self, scene: SyntheticScene, names: list[str] | None = None) -> uuid.UUID:
+    async def submit(self, scene: SyntheticScene, names: list[str] | None = None, with_poses: bool = False) -> uuid.UUID:
         job_id = uuid.uuid4()
         infos = []
         for index, (name, pixels) in enumerate(zip(names or scene.names, scene.images, strict=True)):
@@ -47,7 +52,18 @@ class Harness(EventRecorder):
                     camera="PhotoSplat Synthetic camera",
                 )
             )
-        await self.observer.publish(ImagesValidated(job_id=job_id, images=tuple(infos)))
+        poses_key = None
+        if with_poses:
+            frames = []
+            for name, cam_from_world in zip(names or scene.names, scene.cams_from_world, strict=True):
+                w2c = np.eye(4)
+                w2c[:3] = cam_from_world
+                c2w_gl = np.linalg.inv(w2c) @ np.diag([1.0, -1.0, -1.0, 1.0])
+                frames.append({"file_path": f"./images/{Path(name).stem}", "transform_matrix": c2w_gl.tolist()})
+            doc = {"fl_x": float(scene.K[0, 0]), "fl_y": float(scene.K[1, 1]), "frames": frames}
+            poses_key = keys.poses(job_id)
+            await self.store.put(poses_key, json.dumps(doc).encode(), "application/json")
+        await self.observer.publish(ImagesValidated(job_id=job_id, images=tuple(infos), poses_key=poses_key))
         return job_id
 
 
@@ -109,3 +125,24 @@ async def test_unrelated_photos_fail_once_with_a_message_for_the_photographer(ha
     assert failed.final and not failed.retryable and failed.error_type == "UserError"
     assert "overlap" in failed.message and "Traceback" not in failed.message
     assert not any(of_job(job_id, SfmDone)(e) for e in harness.events)
+
+
+async def test_photos_with_their_cameras_skip_sfm_and_keep_those_poses(harness: Harness, tmp_path: Path) -> None:
+    scene = render_scene(n_views=8, seed=1)
+    names = [f"IMG_{i:04d}.jpg" for i in range(8)]
+    job_id = await harness.submit(scene, names, with_poses=True)
+
+    done = await harness.wait_for(of_job(job_id, SfmDone))
+
+    assert isinstance(done, SfmDone)
+    assert (done.registered_images, done.total_images, done.points) == (8, 8, 0)
+    assert done.stats["mapper"] == "known poses" and "known_poses" in done.stats["timings"]
+    sparse = tmp_path / "sparse"
+    sparse.mkdir()
+    for name in ("cameras.bin", "images.bin", "points3D.bin"):
+        (sparse / name).write_bytes(await harness.store.get(f"{done.sparse_key}sparse/{name}"))
+    model = pycolmap.Reconstruction(str(sparse))
+    by_index = {int(Path(i.name).stem): i for i in model.images.values()}
+    assert sorted(by_index) == list(range(8))
+    for index, image in by_index.items():
+        assert np.allclose(np.asarray(image.cam_from_world().matrix()), scene.cams_from_world[index], atol=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -130,6 +131,48 @@ async def test_multipart_upload_creates_job_and_events(harness: Harness, make_ph
     assert first.bytes == (await harness.store.stat(first.key)).size
     # Nothing was written outside the store, whatever the client called its files.
     assert not (harness.root.parent / "evil.jpg").exists()
+
+
+def _transforms(names: list[str], **extra: object) -> bytes:
+    eye = [[1.0, 0.0, 0.0, float(i)] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]]
+    frames = [{"file_path": f"images/{n.rsplit('.', 1)[0]}", "transform_matrix": eye} for n in names]
+    return json.dumps({"camera_angle_x": 0.9, "frames": frames, **extra}).encode()
+
+
+async def test_photos_with_their_cameras_carry_the_poses_to_sfm(harness: Harness, make_photo) -> None:
+    names = ["a.jpg", "b.jpg", "c.jpg"]
+    photos = _files(*[(n, make_photo(seed=i)) for i, n in enumerate(names)])
+    poses = _transforms(names)
+    response = await harness.client.post(
+        "/recon/jobs", files=[*photos, ("poses", ("transforms.json", poses, "application/json"))]
+    )
+
+    assert response.status_code == 201, response.text
+    job_id = response.json()["job_id"]
+    _submitted, validated = await harness.next_events(2)
+    assert isinstance(validated, ImagesValidated) and len(validated.images) == 3
+    assert validated.poses_key == f"jobs/{job_id}/poses/transforms.json"
+    assert await harness.store.get(validated.poses_key) == poses
+
+
+async def test_bad_poses_are_named_and_nothing_is_kept(harness: Harness, make_photo) -> None:
+    names = ["a.jpg", "b.jpg", "c.jpg"]
+    photos = _files(*[(n, make_photo(seed=i)) for i, n in enumerate(names)])
+    without_focal = json.dumps({"frames": json.loads(_transforms(names))["frames"]}).encode()
+    cases = {
+        b"{not json": "not valid JSON",
+        json.dumps({"frames": []}).encode(): 'no "frames" list',
+        _transforms(["x.jpg", "y.jpg", "a.jpg"]): "name 1 of the uploaded photos",
+        without_focal: "no focal length",
+    }
+    for poses, message in cases.items():
+        response = await harness.client.post(
+            "/recon/jobs", files=[*photos, ("poses", ("transforms.json", poses, "application/json"))]
+        )
+        assert response.status_code == 400, response.text
+        [error] = response.json()["detail"]["errors"]
+        assert (error["file"], error["rule"]) == ("transforms.json", "poses") and message in error["message"]
+    assert await harness.job_count() == 0 and await harness.store.list("jobs/") == []
 
 
 async def test_request_without_token_gets_a_new_one(harness: Harness, make_photo) -> None:

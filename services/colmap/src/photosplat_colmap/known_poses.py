@@ -2,8 +2,9 @@
 ``transforms.json``) skip SfM: the poses are read, scaled to the working resolution and
 undistorted to the same PINHOLE layout that SfM produces.
 
-Only the pipeline and the CLI (``--poses``, or such a file inside the images folder) support this
-for now: ingest accepts photos only, so a service job cannot carry a poses file yet.
+The CLI takes them with ``--poses`` (or such a file inside the images folder); a service job takes
+a ``transforms.json`` uploaded with the photos (``poses`` field of ``POST /recon/jobs``, checked by
+ingest, carried as ``ImagesValidated.poses_key``).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from photosplat_ingest.validation import (
     ValidationFailed,
     check_count,
     check_declared,
+    check_poses,
     request_too_large,
     display_name,
     extension,
@@ -157,7 +158,7 @@ async def _create_job(ctx: IngestContext, request: Request, token: str) -> dict[
     if declared.isdigit() and int(declared) > limits.max_request_bytes:
         raise ValidationFailed([request_too_large(int(declared), limits)])
     try:
-        form = await _capped(request, limits.max_request_bytes).form(max_files=limits.max_files, max_fields=20)
+        form = await _capped(request, limits.max_request_bytes).form(max_files=limits.max_files + 1, max_fields=20)  # + the poses file
     except _BodyTooLarge as exc:
         raise ValidationFailed([request_too_large(exc.received, limits)]) from exc
     except StarletteHTTPException as exc:
@@ -176,10 +177,11 @@ async def _create_job(ctx: IngestContext, request: Request, token: str) -> dict[
                 intake.reject(too_many)
             for index, part in enumerate(parts):
                 await _take_part(intake, index, part)
+            poses = await _take_poses(intake, form.get("poses"))
             intake.raise_if_rejected()
             job = NewJob.mint(token)
             images = await store_images(ctx.store, job.id, intake.accepted)
-        await _commit_submission(ctx, job, options, images)
+        await _commit_submission(ctx, job, options, images, poses)
     finally:
         await form.close()
     return {
@@ -204,13 +206,33 @@ async def _take_part(intake: Intake, index: int, part: UploadFile | str) -> None
     await intake.add(index, name, await part.read())
 
 
-async def _commit_submission(ctx: IngestContext, job: NewJob, options: JobOptions, images: list[ImageInfo]) -> None:
-    """The job row and its two events in one transaction (outbox); the images are already stored
-    and are removed again if the transaction fails."""
+async def _take_poses(intake: Intake, part: UploadFile | str | None) -> bytes | None:
+    """The optional ``poses`` field: a transforms.json for photos whose cameras are known."""
+    if part is None:
+        return None
+    if not isinstance(part, UploadFile):
+        intake.reject(FileError("poses", Rule.POSES, "a text field where a transforms.json file was expected"))
+        return None
+    data = await part.read()
+    if problem := check_poses(data, [a.name for a in intake.accepted]):
+        intake.reject(problem)
+        return None
+    return data
+
+
+async def _commit_submission(
+    ctx: IngestContext, job: NewJob, options: JobOptions, images: list[ImageInfo], poses: bytes | None = None
+) -> None:
+    """The job row and its two events in one transaction (outbox); the images (and poses) are stored
+    first and removed again if anything fails."""
     try:
+        poses_key = None
+        if poses is not None:
+            poses_key = keys.poses(job.id)
+            await ctx.store.put(poses_key, poses, "application/json")
         async with ctx.db.transaction() as session:
             repository.add_job(session, job.row(options, stage=Stage.SFM, image_count=len(images), uploads=[]))
-            add_to_outbox(session, *submission_events(job.id, hash_token(job.pub_key), options, images))
+            add_to_outbox(session, *submission_events(job.id, hash_token(job.pub_key), options, images, poses_key))
     except BaseException:
         await ctx.store.delete_prefix(keys.job_prefix(job.id))
         raise

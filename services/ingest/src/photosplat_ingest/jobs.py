@@ -68,9 +68,9 @@ def parse_options(original_resolution: object, preset: object) -> JobOptions:
 
 
 def submission_events(
-    job_id: uuid.UUID, pub_key_hash: str, options: JobOptions, images: Sequence[ImageInfo]
+    job_id: uuid.UUID, pub_key_hash: str, options: JobOptions, images: Sequence[ImageInfo], poses_key: str | None = None
 ) -> tuple[JobSubmitted, ImagesValidated]:
     return (
         JobSubmitted(job_id=job_id, image_count=len(images), options=options, pub_key_hash=pub_key_hash),
-        ImagesValidated(job_id=job_id, images=tuple(images), options=options),
+        ImagesValidated(job_id=job_id, images=tuple(images), options=options, poses_key=poses_key),
     )

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import math
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import PurePosixPath
 
 from PIL import ExifTags, Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
@@ -43,6 +47,7 @@ class Rule(StrEnum):
     DUPLICATE = "duplicate"
     MISSING = "missing"
     OPTIONS = "options"
+    POSES = "poses"
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,54 @@ def check_count(count: int, limits: Limits) -> FileError | None:
         )
     if count > limits.max_files:
         return FileError(None, Rule.MAX_FILES, f"{count} photos given: at most {limits.max_files} are accepted")
+    return None
+
+
+POSES_FILE = "transforms.json"
+MAX_POSES_BYTES = 10 * 1024 * 1024
+# SfM needs three views; so does a job that brings its own cameras.
+MIN_POSED_PHOTOS = 3
+
+
+def check_poses(data: bytes, photo_names: Sequence[str]) -> FileError | None:
+    """A NeRF-style ``transforms.json``: a ``frames`` list, each with a ``file_path`` naming one of
+    the photos (by file name, any folder and extension) and a 4x4 ``transform_matrix``, and a focal
+    length (``camera_angle_x`` or ``fl_x``, shared or per frame)."""
+
+    def bad(message: str) -> FileError:
+        return FileError(POSES_FILE, Rule.POSES, message)
+
+    if len(data) > MAX_POSES_BYTES:
+        return bad(f"{len(data)} bytes exceeds the limit of {MAX_POSES_BYTES} bytes for a poses file")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return bad(f"not valid JSON ({exc})")
+    frames = doc.get("frames") if isinstance(doc, dict) else None
+    if not isinstance(frames, list) or not frames:
+        return bad('no "frames" list: expected a NeRF-style transforms.json')
+    stems = {PurePosixPath(name).stem for name in photo_names}
+    matched = 0
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
+            return bad(f'frame {i} has no "file_path"')
+        matrix = frame.get("transform_matrix")
+        if not (
+            isinstance(matrix, list)
+            and len(matrix) == 4
+            and all(isinstance(row, list) and len(row) == 4 for row in matrix)
+            and all(isinstance(v, int | float) and math.isfinite(v) for row in matrix for v in row)
+        ):
+            return bad(f'frame {i} ({frame["file_path"]}) has no 4x4 "transform_matrix" of finite numbers')
+        intrinsics = {**doc, **frame}
+        if not any(isinstance(intrinsics.get(k), int | float) and intrinsics[k] > 0 for k in ("fl_x", "camera_angle_x")):
+            return bad(f'frame {i} ({frame["file_path"]}) has no focal length ("camera_angle_x" or "fl_x")')
+        matched += PurePosixPath(frame["file_path"]).stem in stems
+    if matched < MIN_POSED_PHOTOS:
+        return bad(
+            f"its frames name {matched} of the uploaded photos; at least {MIN_POSED_PHOTOS} must match "
+            "by file name (e.g. file_path \"images/IMG_0001\" for IMG_0001.jpg)"
+        )
     return None
 
 
