@@ -125,3 +125,46 @@ def test_up_serves_the_whole_api(embedded: Embedded) -> None:
     assert not (embedded.data / "objects" / "jobs" / job["job_id"]).exists()
     assert http.get(f"/recon/jobs/{job['job_id']}/status", headers=auth).status_code == 404
     assert http.get(f"/v/{job['pub_key']}").status_code == 404
+
+
+def test_photos_with_known_cameras_go_through_without_sfm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from photosplat_libs.synthetic import render_scene
+
+    scene = render_scene(n_views=10, width=160, height=120, seed=7)
+    files, frames = [], []
+    for i, (pixels, cam_from_world) in enumerate(zip(scene.images, scene.cams_from_world, strict=True)):
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, "JPEG", quality=95)
+        files.append(("files", (f"frame_{i:03d}.jpg", out.getvalue(), "image/jpeg")))
+        w2c = np.eye(4)
+        w2c[:3] = cam_from_world
+        c2w_gl = np.linalg.inv(w2c) @ np.diag([1.0, -1.0, -1.0, 1.0])
+        frames.append({"file_path": f"images/frame_{i:03d}", "transform_matrix": c2w_gl.tolist()})
+    poses = json.dumps({"fl_x": float(scene.K[0, 0]), "fl_y": float(scene.K[1, 1]), "frames": frames}).encode()
+
+    monkeypatch.setenv("PHOTOSPLAT_TRAINER_MAX_STEPS", "60")  # the process inherits it: a short CPU run
+    embedded = Embedded(tmp_path / "data")
+    try:
+        embedded.start()
+        http = httpx.Client(base_url=embedded.base, timeout=30)
+        r = http.post("/recon/jobs", files=[*files, ("poses", ("transforms.json", poses, "application/json"))])
+        assert r.status_code == 201, r.text
+        job = r.json()
+        auth = {"Authorization": f"Bearer {job['token']}"}
+        deadline = time.monotonic() + 300
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = http.get(f"/recon/jobs/{job['job_id']}/status", headers=auth).json()
+            if status["status"] in ("DONE", "FAILED"):
+                break
+            time.sleep(1)
+        assert status["status"] == "DONE", status
+        assert status["stats"]["sfm"]["mapper"] == "known poses", status["stats"]
+        assert status["stats"]["sfm"]["registered_images"] == 10
+        logs = " ".join(str(line) for line in status.get("log_tail", []))
+        assert "no 3D points came with the cameras" in logs, logs
+        assert http.get(f"/v/{job['pub_key']}").status_code == 200
+    finally:
+        embedded.stop()
