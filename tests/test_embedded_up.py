@@ -130,18 +130,15 @@ def test_up_serves_the_whole_api(embedded: Embedded) -> None:
 def test_photos_with_known_cameras_go_through_without_sfm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from photosplat_libs.synthetic import render_scene
+    from photosplat_libs.synthetic import render_scene, transforms_frames
 
     scene = render_scene(n_views=10, width=160, height=120, seed=7)
-    files, frames = [], []
-    for i, (pixels, cam_from_world) in enumerate(zip(scene.images, scene.cams_from_world, strict=True)):
+    files = []
+    for i, pixels in enumerate(scene.images):
         out = io.BytesIO()
         Image.fromarray(pixels).save(out, "JPEG", quality=95)
         files.append(("files", (f"frame_{i:03d}.jpg", out.getvalue(), "image/jpeg")))
-        w2c = np.eye(4)
-        w2c[:3] = cam_from_world
-        c2w_gl = np.linalg.inv(w2c) @ np.diag([1.0, -1.0, -1.0, 1.0])
-        frames.append({"file_path": f"images/frame_{i:03d}", "transform_matrix": c2w_gl.tolist()})
+    frames = transforms_frames(scene, [f"images/frame_{i:03d}" for i in range(len(scene.images))])
     poses = json.dumps({"fl_x": float(scene.K[0, 0]), "fl_y": float(scene.K[1, 1]), "frames": frames}).encode()
 
     monkeypatch.setenv("PHOTOSPLAT_TRAINER_MAX_STEPS", "60")  # the process inherits it: a short CPU run

@@ -450,6 +450,16 @@ def _visible(points: np.ndarray, K: np.ndarray, pose: np.ndarray, depth: np.ndar
 _OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
+def transforms_frames(scene: SyntheticScene, file_paths: list[str]) -> list[dict]:
+    """NeRF-style frames (``file_path``, OpenGL camera-to-world ``transform_matrix``) of the views."""
+    frames = []
+    for file_path, cam_from_world in zip(file_paths, scene.cams_from_world, strict=True):
+        w2c = np.eye(4)
+        w2c[:3] = cam_from_world
+        frames.append({"file_path": file_path, "transform_matrix": (np.linalg.inv(w2c) @ _OPENGL_FROM_OPENCV).tolist()})
+    return frames
+
+
 def write_blender_dataset(
     scene: SyntheticScene, folder: Path, test_every: int = 4, transparent_border: int = 0
 ) -> tuple[list[str], list[str]]:
@@ -460,7 +470,8 @@ def write_blender_dataset(
 
     splits: dict[str, list[dict]] = {"train": [], "test": []}
     names: dict[str, list[str]] = {"train": [], "test": []}
-    for i, (image, cam_from_world) in enumerate(zip(scene.images, scene.cams_from_world, strict=True)):
+    paths = [f"./{'test' if i % test_every == 0 else 'train'}/r_{i}" for i in range(len(scene.images))]
+    for i, (image, frame) in enumerate(zip(scene.images, transforms_frames(scene, paths), strict=True)):
         split = "test" if i % test_every == 0 else "train"
         (folder / split).mkdir(parents=True, exist_ok=True)
         rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
@@ -468,11 +479,8 @@ def write_blender_dataset(
             b = transparent_border
             rgba[:b, :, 3] = rgba[-b:, :, 3] = rgba[:, :b, 3] = rgba[:, -b:, 3] = 0
         Image.fromarray(rgba, "RGBA").save(folder / split / f"r_{i}.png")
-        w2c = np.eye(4)
-        w2c[:3] = cam_from_world
-        c2w_gl = np.linalg.inv(w2c) @ _OPENGL_FROM_OPENCV
-        splits[split].append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w_gl.tolist()})
-        names[split].append(f"./{split}/r_{i}.png")
+        splits[split].append(frame)
+        names[split].append(frame["file_path"] + ".png")
     angle_x = 2 * math.atan(scene.width / (2 * scene.K[0, 0]))
     for split, frames in splits.items():
         (folder / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": angle_x, "frames": frames}))

@@ -21,7 +21,7 @@ from photosplat_libs.bus.rabbit import RabbitBus
 from photosplat_libs.events import Envelope, ImageInfo, ImagesValidated, SfmDone, StageFailed, StageProgress
 from photosplat_libs.service import Deps, Service
 from photosplat_libs.store import ObjectStore, create_store
-from photosplat_libs.synthetic import SyntheticScene, render_scene
+from photosplat_libs.synthetic import SyntheticScene, render_scene, transforms_frames
 from photosplat_libs.testing import EventRecorder
 from PIL import Image
 
@@ -54,12 +54,7 @@ class Harness(EventRecorder):
             )
         poses_key = None
         if with_poses:
-            frames = []
-            for name, cam_from_world in zip(names or scene.names, scene.cams_from_world, strict=True):
-                w2c = np.eye(4)
-                w2c[:3] = cam_from_world
-                c2w_gl = np.linalg.inv(w2c) @ np.diag([1.0, -1.0, -1.0, 1.0])
-                frames.append({"file_path": f"./images/{Path(name).stem}", "transform_matrix": c2w_gl.tolist()})
+            frames = transforms_frames(scene, [f"./images/{Path(n).stem}" for n in names or scene.names])
             doc = {"fl_x": float(scene.K[0, 0]), "fl_y": float(scene.K[1, 1]), "frames": frames}
             poses_key = keys.poses(job_id)
             await self.store.put(poses_key, json.dumps(doc).encode(), "application/json")
