@@ -199,9 +199,9 @@ class _Trainer:
             if self.poses is not None
             else None
         )
+        self.ssim_fn, self.ssim_kind = training_ssim(self.device)
         # Per-view index tensors made once: building them from Python ints every step would copy
         # to the GPU and wait for it.
-        self.ssim_fn, self.ssim_kind = training_ssim(self.device)
         self.view_index = [torch.tensor([v.index], device=self.device) for v in self.data.train]
         self.batches = ViewBatches(self.data.train, cfg.batch_size, self.generator)
         if checkpoint is not None:
