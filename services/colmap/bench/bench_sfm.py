@@ -30,17 +30,6 @@ STEPS = ("capture", "extraction", "matching", "mapping", "undistortion")
 DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "datasets"
 
 
-class Silent:
-    def progress(self, fraction: float, eta_seconds: float | None = None, **metrics: float) -> None:
-        pass
-
-    def log(self, *lines: str) -> None:
-        pass
-
-    def check_cancelled(self) -> None:
-        pass
-
-
 def prepare_dataset(name: str, data: Path, tmp: Path) -> tuple[Path, dict[str, np.ndarray] | None]:
     """The photo folder and, where known, the true cameras."""
     if name == "synthetic":
@@ -81,7 +70,7 @@ def bench(name: str, data: Path, options: pipeline.SfmOptions) -> list[str]:
         images, truth = prepare_dataset(name, data, tmp)
         photos = photos_from_folder(images)
         start = time.monotonic()
-        result = pipeline.run(photos, tmp / "work", tmp / "out", options, Silent())
+        result = pipeline.run(photos, tmp / "work", tmp / "out", options, pipeline.RecordingReporter())
         total = time.monotonic() - start
         accuracy = "n/a"
         if truth is not None:

@@ -11,7 +11,7 @@ import pytest
 from photosplat_colmap import known_poses
 from photosplat_colmap.capture import Photo, Prepared, photos_from_folder, prepare
 from photosplat_colmap.evaluation import pose_errors, pose_from_projection, poses_of, umeyama
-from photosplat_colmap.pipeline import SfmOptions, choose_matcher, looks_like_video_frames
+from photosplat_colmap.pipeline import RecordingReporter, SfmOptions, choose_matcher, looks_like_video_frames
 from photosplat_libs.synthetic import SyntheticScene, render_scene, write_colmap_dataset, write_images
 from PIL import Image, ImageFilter
 
@@ -85,7 +85,7 @@ def test_known_poses_from_a_colmap_model_skip_sfm(scene: SyntheticScene, tmp_pat
     assert found == tmp_path / "data" / "sparse"
     photos = photos_from_folder(tmp_path / "data" / "images")
     result = known_poses.run(
-        found, photos, tmp_path / "work", tmp_path / "out", SfmOptions(max_image_side=160), _Quiet()
+        found, photos, tmp_path / "work", tmp_path / "out", SfmOptions(max_image_side=160), RecordingReporter()
     )
     assert result.registered_images == 8 and result.points > 500 and result.mapper == "known poses"
     model = pycolmap.Reconstruction(str(result.undistorted_dir / "sparse"))
@@ -108,14 +108,3 @@ def test_known_poses_from_transforms_json(scene: SyntheticScene, tmp_path: Path)
     errors = pose_errors(poses_of(model), dict(zip(scene.names, scene.cams_from_world, strict=True)))
     assert errors.rotation_deg.max() < 1e-3 and errors.position.max() < 1e-9
     assert np.allclose(model.cameras[1].calibration_matrix(), scene.K)
-
-
-class _Quiet:
-    def progress(self, fraction: float, eta_seconds: float | None = None, **metrics: float) -> None:
-        pass
-
-    def log(self, *lines: str) -> None:
-        pass
-
-    def check_cancelled(self) -> None:
-        pass

@@ -24,20 +24,6 @@ BUDDHA_MAX_ROTATION_DEG = 1.0
 _GPS_IFD = 0x8825
 
 
-class Quiet:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def progress(self, fraction: float, eta_seconds: float | None = None, **metrics: float) -> None:
-        pass
-
-    def log(self, *lines: str) -> None:
-        self.lines.extend(lines)
-
-    def check_cancelled(self) -> None:
-        pass
-
-
 def buddha_truth(root: Path) -> dict[str, np.ndarray]:
     # P is for the full-size images; rotations and centres do not depend on the image scale.
     return {
@@ -49,7 +35,7 @@ def buddha_truth(root: Path) -> dict[str, np.ndarray]:
 def test_buddha_registers_nearly_all_photos_with_true_poses(tmp_path: Path) -> None:
     root = shared_dataset("buddha")
     photos = photos_from_folder(root / "images")
-    result = pipeline.run(photos, tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), Quiet())
+    result = pipeline.run(photos, tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), pipeline.RecordingReporter())
 
     assert result.registered_images >= 0.95 * len(photos)
     errors = pose_errors(poses_of(pycolmap.Reconstruction(str(result.sparse_dir))), buddha_truth(root))
@@ -62,7 +48,7 @@ def test_lund_uses_the_exif_focal_length_and_leaks_no_gps(tmp_path: Path) -> Non
     photos = photos_from_folder(root / "images")
     assert any(Image.open(p.path).getexif().get_ifd(_GPS_IFD) for p in photos), "the originals do carry GPS"
     exif_focal = np.median([p.focal_length_px for p in photos if p.focal_length_px])
-    result = pipeline.run(photos, tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), Quiet())
+    result = pipeline.run(photos, tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), pipeline.RecordingReporter())
 
     db = pycolmap.Database.open(str(tmp_path / "work" / "database.db"))
     cameras = db.read_all_cameras()

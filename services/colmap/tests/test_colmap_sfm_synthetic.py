@@ -19,23 +19,6 @@ MAX_ROTATION_DEG = 1.0
 MAX_POSITION_ERROR = 0.02  # of the mean distance of the cameras from their centroid
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.fractions: list[float] = []
-        self.metrics: list[dict[str, float]] = []
-
-    def progress(self, fraction: float, eta_seconds: float | None = None, **metrics: float) -> None:
-        self.fractions.append(fraction)
-        self.metrics.append(metrics)
-
-    def log(self, *lines: str) -> None:
-        self.lines.extend(lines)
-
-    def check_cancelled(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def scene() -> SyntheticScene:
     return render_scene(n_views=24, seed=0)
@@ -44,10 +27,10 @@ def scene() -> SyntheticScene:
 @pytest.fixture(scope="module")
 def solved(
     scene: SyntheticScene, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[pipeline.SfmResult, Recorder, Path]:
+) -> tuple[pipeline.SfmResult, pipeline.RecordingReporter, Path]:
     root = tmp_path_factory.mktemp("synthetic")
     write_images(scene, root / "photos")
-    recorder = Recorder()
+    recorder = pipeline.RecordingReporter()
     result = pipeline.run(
         photos_from_folder(root / "photos"), root / "work", root / "out", pipeline.SfmOptions(), recorder
     )
@@ -109,7 +92,7 @@ def test_unrelated_photos_fail_with_advice(tmp_path: Path) -> None:
             tmp_path / "work",
             tmp_path / "out",
             pipeline.SfmOptions(),
-            Recorder(),
+            pipeline.RecordingReporter(),
         )
     message = str(failure.value)
     assert "of 8 photos could be placed" in message or "could be matched" in message
@@ -126,14 +109,14 @@ def test_noise_fails_with_advice(tmp_path: Path) -> None:
     for i in range(5):
         Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(folder / f"noise_{i}.jpg")
     with pytest.raises(UserError, match="overlap"):
-        pipeline.run(photos_from_folder(folder), tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), Recorder())
+        pipeline.run(photos_from_folder(folder), tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), pipeline.RecordingReporter())
 
 
 def test_two_photos_are_not_enough(scene: SyntheticScene, tmp_path: Path) -> None:
     write_images(scene, tmp_path / "photos")
     photos = photos_from_folder(tmp_path / "photos")[:2]
     with pytest.raises(UserError, match="not enough"):
-        pipeline.run(photos, tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), Recorder())
+        pipeline.run(photos, tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), pipeline.RecordingReporter())
 
 
 def test_cli_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
