@@ -23,13 +23,13 @@ def form_token(page: str) -> str:
 def test_stage_times_average_what_jobs_report() -> None:
     times = stage_times(
         [
-            {"sfm": {"timings": {"extraction": 10.0, "matching": 20.0}}, "timings": {"train": 1800.0, "export": 4}},
-            {"sfm": {"timings": {"extraction": 30.0}}, "timings": {"train": 5400.0}},
+            {"sfm": {"timings": {"extraction": 10.0, "matching": 20.0}}, "timings": {"train_seconds": 1800.0, "export": 4}},
+            {"sfm": {"timings": {"extraction": 30.0}}, "timings": {"train_seconds": 5400.0}},
             {"curve": []},
-            {"timings": {"train": "not a number"}},
+            {"timings": {"train_seconds": "not a number"}},
         ]
     )
-    assert times.mean_seconds == {"sfm": 30.0, "train": 3600.0, "export": 4.0}
+    assert times.mean_seconds == {"sfm": 30.0, "train_seconds": 3600.0, "export": 4.0}
     assert times.gpu_hours == 2.0
 
 
@@ -38,7 +38,7 @@ async def test_dashboard_filters_searches_and_totals(embedded: Any, kit: Any) ->
         embedded.db, status=JobStatus.FAILED, stage="sfm", error_stage="sfm", error_message="too few matches"
     )
     done = await kit.insert_job(
-        embedded.db, status=JobStatus.DONE, stage="export", stats={"timings": {"train": 7200.0}}
+        embedded.db, status=JobStatus.DONE, stage="export", stats={"timings": {"train_seconds": 7200.0}}
     )
     async with embedded.db.transaction() as session:
         session.add(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # The trainer's timing that stands for time on a GPU (training itself; exports run beside it).
-GPU_TIMING = "train"
+GPU_TIMING = "train_seconds"
 
 
 @dataclass(frozen=True)
