@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from photosplat_libs.transforms import OPENGL_FROM_OPENCV
+
 # Texture resolutions and the world size they cover.
 _GROUND_TEXELS = 1024
 _GROUND_HALF_EXTENT = 6.0
@@ -446,17 +448,13 @@ def _visible(points: np.ndarray, K: np.ndarray, pose: np.ndarray, depth: np.ndar
     return np.column_stack([idx[unoccluded], pix[unoccluded, 0], pix[unoccluded, 1]])
 
 
-# NeRF/Blender cameras look down -z with y up; COLMAP's look down +z with y down.
-_OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
-
-
 def transforms_frames(scene: SyntheticScene, file_paths: list[str]) -> list[dict]:
     """NeRF-style frames (``file_path``, OpenGL camera-to-world ``transform_matrix``) of the views."""
     frames = []
     for file_path, cam_from_world in zip(file_paths, scene.cams_from_world, strict=True):
         w2c = np.eye(4)
         w2c[:3] = cam_from_world
-        frames.append({"file_path": file_path, "transform_matrix": (np.linalg.inv(w2c) @ _OPENGL_FROM_OPENCV).tolist()})
+        frames.append({"file_path": file_path, "transform_matrix": (np.linalg.inv(w2c) @ OPENGL_FROM_OPENCV).tolist()})
     return frames
 
 

@@ -10,12 +10,11 @@ ingest, carried as ``ImagesValidated.poses_key``).
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
-import numpy as np
 import pycolmap
+from photosplat_libs.transforms import frame_camera
 from photosplat_libs.worker import UserError
 
 from photosplat_colmap import outputs
@@ -23,8 +22,6 @@ from photosplat_colmap.capture import Photo, prepare
 from photosplat_colmap.pipeline import Reporter, SfmOptions, SfmResult
 
 _MODEL_FILES = ("cameras.bin", "cameras.txt")
-# NeRF/Blender cameras look down -z with y up; COLMAP's look down +z with y down.
-_OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def find(images_dir: Path) -> Path | None:
@@ -37,38 +34,39 @@ def find(images_dir: Path) -> Path | None:
     return None
 
 
-def load(poses: Path, image_sizes: dict[str, tuple[int, int]]) -> pycolmap.Reconstruction:
-    """The cameras and poses of ``poses``, with image names reduced to file names."""
+def load(
+    poses: Path, image_sizes: dict[str, tuple[int, int]], aliases: dict[str, str] | None = None
+) -> pycolmap.Reconstruction:
+    """The cameras and poses of ``poses``, with image names reduced to the names of ``image_sizes``.
+    Frames are matched by file stem, or through ``aliases`` (stem of the user's file name -> local
+    copy such as ``0007.jpg``) when the photos were renamed."""
+    by_stem = aliases or {Path(name).stem: name for name in image_sizes}
     if poses.is_file() and poses.suffix == ".json":
-        return _from_transforms(json.loads(poses.read_text()), image_sizes)
+        return _from_transforms(json.loads(poses.read_text()), image_sizes, by_stem)
     model = pycolmap.Reconstruction(str(poses))
-    by_stem = {Path(name).stem: name for name in image_sizes}
     for image in model.images.values():
         image.name = by_stem.get(Path(image.name).stem, Path(image.name).name)
     return model
 
 
-def _from_transforms(data: dict, image_sizes: dict[str, tuple[int, int]]) -> pycolmap.Reconstruction:
-    by_stem = {Path(name).stem: name for name in image_sizes}
+def _from_transforms(
+    data: dict, image_sizes: dict[str, tuple[int, int]], by_stem: dict[str, str]
+) -> pycolmap.Reconstruction:
     model = pycolmap.Reconstruction()
     for image_id, frame in enumerate(data["frames"], start=1):
         name = by_stem.get(Path(frame["file_path"]).stem)
         if name is None:
             continue
         width, height = image_sizes[name]
-        intr = {**data, **frame}  # per-frame intrinsics override the shared ones
-        fx = intr.get("fl_x") or width / 2 / math.tan(intr["camera_angle_x"] / 2)
-        fy = intr.get("fl_y") or fx
+        K, cam_from_world = frame_camera(data, frame, width, height)
         camera = pycolmap.Camera(
             camera_id=image_id,
             model="PINHOLE",
             width=width,
             height=height,
-            params=[fx, fy, intr.get("cx", width / 2), intr.get("cy", height / 2)],
+            params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]],
         )
         model.add_camera_with_trivial_rig(camera)
-        world_from_cam = np.asarray(frame["transform_matrix"], float) @ _OPENGL_TO_OPENCV
-        cam_from_world = np.linalg.inv(world_from_cam)[:3]
         image = pycolmap.Image(name=name, camera_id=image_id, image_id=image_id)
         model.add_image_with_trivial_frame(image, pycolmap.Rigid3d(cam_from_world))
     return model
@@ -84,13 +82,12 @@ def run(
     for photo in photos:
         with Image.open(photo.path) as image:
             sizes[photo.name] = image.size
-    model = load(poses, sizes)
+    model = load(poses, sizes, {Path(p.original_name).stem: p.name for p in photos if p.original_name})
     if model.num_reg_images() < 3:
         raise UserError(f"the poses in {poses.name} match only {model.num_reg_images()} of the photos")
     images_dir = work_dir / "images"
-    capture = prepare(
-        [p for p in photos if any(i.name == p.name for i in model.images.values())], images_dir, options.max_image_side
-    )
+    posed = {i.name for i in model.images.values()}
+    capture = prepare([p for p in photos if p.name in posed], images_dir, options.max_image_side)
     scale = {p.photo.name: p.scale for p in capture.kept}
     for camera_id, camera in model.cameras.items():
         names = [i.name for i in model.images.values() if i.camera_id == camera_id]
@@ -114,7 +111,7 @@ def run(
         reprojection_error=float(model.compute_mean_reprojection_error()) if model.num_points3D() else 0.0,
         mean_track_length=float(model.compute_mean_track_length()) if model.num_points3D() else 0.0,
         timings={"known_poses": seconds},
-        warnings=[w for w in capture.warnings()]
+        warnings=capture.warnings()
         + ([] if model.num_points3D() else ["no 3D points came with the poses"]),
         matcher="none",
         mapper="known poses",

@@ -4,7 +4,6 @@ local folders; this wraps it with the store (download, upload) and the job's con
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path, PurePosixPath
 
 from photosplat_libs.events import ImageInfo, ImagesValidated, JobOptions, SfmDone
@@ -25,8 +24,6 @@ async def run_sfm(event: ImagesValidated, ctx: JobContext) -> SfmDone:
     if event.poses_key:
         poses = ctx.work_dir / "transforms.json"
         await ctx.store.get_file(event.poses_key, str(poses))
-        localise_poses(poses, photos)
-        ctx.log("the cameras came with the photos (transforms.json): SfM skipped")
         result = await asyncio.to_thread(known_poses.run, poses, photos, ctx.work_dir / "sfm", ctx.work_dir / "out", options, ctx)
     else:
         result = await asyncio.to_thread(pipeline.run, photos, ctx.work_dir / "sfm", ctx.work_dir / "out", options, ctx)
@@ -41,19 +38,6 @@ async def run_sfm(event: ImagesValidated, ctx: JobContext) -> SfmDone:
         options=event.options,
         stats=result.stats(),
     )
-
-
-def localise_poses(poses: Path, photos: list[Photo]) -> None:
-    """Point the frames of an uploaded transforms.json, which name the user's files, at the local
-    copies (``0007.jpg``); frames naming no photo are dropped."""
-    local = {PurePosixPath(p.original_name).stem: p.name for p in photos if p.original_name}
-    doc = json.loads(poses.read_text())
-    frames = []
-    for frame in doc["frames"]:
-        name = local.get(PurePosixPath(frame["file_path"]).stem)
-        if name is not None:
-            frames.append({**frame, "file_path": name})
-    poses.write_text(json.dumps({**doc, "frames": frames}))
 
 
 def sfm_options(options: JobOptions) -> pipeline.SfmOptions:

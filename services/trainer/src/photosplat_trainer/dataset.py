@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import json
-import math
 
 import numpy as np
 import torch
+from photosplat_libs.transforms import frame_camera
 from photosplat_libs.worker import UserError
 from PIL import Image
 
@@ -121,10 +121,6 @@ def load_scene(
     return load_colmap(folder, max_image_side=max_image_side, test_every=test_every, background=background)
 
 
-# NeRF/Blender cameras look down -z with y up; COLMAP's look down +z with y down.
-_OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
-
-
 def read_blender_split(folder: Path, split: str) -> list[Camera]:
     path = Path(folder) / f"transforms_{split}.json"
     if not path.is_file():
@@ -136,12 +132,8 @@ def read_blender_split(folder: Path, split: str) -> list[Camera]:
             rel = frame["file_path"]
             name = rel if Path(rel).suffix else rel + ".png"
             width, height = _image_size(Path(folder) / name)
-            intr = {**doc, **frame}
-            fx = intr.get("fl_x") or 0.5 * width / math.tan(0.5 * float(intr["camera_angle_x"]))
-            fy = intr.get("fl_y") or fx
-            K = np.array([[fx, 0, intr.get("cx", width / 2)], [0, fy, intr.get("cy", height / 2)], [0, 0, 1.0]])
-            world_from_cam = np.asarray(frame["transform_matrix"], float) @ _OPENGL_TO_OPENCV
-            cameras.append(Camera(name, K, np.linalg.inv(world_from_cam)[:3], width, height))
+            K, cam_from_world = frame_camera(doc, frame, width, height)
+            cameras.append(Camera(name, K, cam_from_world, width, height))
     except (KeyError, ValueError, TypeError) as exc:
         raise UserError(f"{path.name} is not a NeRF-synthetic transforms file: {exc!r}") from exc
     return cameras
