@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from photosplat_viewer.assets import vendor_installed
+from photosplat_viewer.settings import ViewerSettings
 
 CHROMIUM = os.environ.get("PHOTOSPLAT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,7 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -141,9 +142,7 @@ def watched(browser, server: Server) -> Iterator[Watched]:
 @pytest.fixture
 def web_assets() -> None:
     """Skips a test that needs the viewer's npm packages when they are not installed."""
-    if not (REPO / "web" / "node_modules" / "@sparkjsdev" / "spark").is_dir() and not os.environ.get(
-        "PHOTOSPLAT_VIEWER_ASSETS_DIR"
-    ):
+    if not vendor_installed(ViewerSettings().assets_dir):
         pytest.skip("web/node_modules is missing: scripts/setup runs `npm ci --prefix web` (needs npm)")
 
 

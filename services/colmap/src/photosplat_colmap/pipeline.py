@@ -156,7 +156,8 @@ def run(photos: list[Photo], work_dir: Path, out_dir: Path, options: SfmOptions,
     t = time.monotonic()
     matcher, why = choose_matcher(capture.kept, options)
     reporter.log(f"matching: {matcher} ({why})")
-    _match(database, matcher, options, [p.photo.name for p in capture.kept], progress)
+    names = [p.photo.name for p in capture.kept]
+    _match(database, matcher, options, names, progress)
     pairs = _num_verified_pairs(database)
     timings["matching"] = time.monotonic() - t
     reporter.log(f"matching: {pairs} verified image pairs in {timings['matching']:.1f} s")
@@ -169,12 +170,10 @@ def run(photos: list[Photo], work_dir: Path, out_dir: Path, options: SfmOptions,
         )
 
     t = time.monotonic()
-    n = len(capture.kept)
-    names = [p.photo.name for p in capture.kept]
     best, attempts = _map_with_fallbacks(database, images_dir, work_dir, matcher, names, options, progress, reporter)
     timings["mapping"] = time.monotonic() - t
     progress.finish("mapping")
-    _fail_if_poor(best, n, len(photos), len(capture.blurry_removed))
+    _fail_if_poor(best, len(photos), len(capture.blurry_removed))
     assert best is not None and best.model is not None
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -437,7 +436,7 @@ def _map_with_fallbacks(
     return best, attempts
 
 
-def _fail_if_poor(best: Attempt | None, kept: int, total: int, blurry: int) -> None:
+def _fail_if_poor(best: Attempt | None, total: int, blurry: int) -> None:
     """A model that places under half the photos (or fewer than 3) is a failure, not a result."""
     registered = best.registered if best is not None else 0
     if registered >= 3 and registered >= mapping.MIN_REGISTERED_RATIO * total:

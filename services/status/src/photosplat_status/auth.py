@@ -53,19 +53,21 @@ def caller_of(settings: StatusSettings, request: Request) -> Caller:
     return Caller(token=token, admin=is_admin_token(settings, token))
 
 
+def _derived(settings: StatusSettings, purpose: bytes) -> str:
+    assert settings.admin_token is not None
+    key = settings.admin_token.get_secret_value().encode()
+    return hmac.new(key, purpose, hashlib.sha256).hexdigest()
+
+
 def admin_session_value(settings: StatusSettings) -> str:
     """The dashboard cookie: derived from the admin token, so the cookie opens the dashboard only
     and does not reveal the token that the API accepts."""
-    assert settings.admin_token is not None
-    key = settings.admin_token.get_secret_value().encode()
-    return hmac.new(key, b"photosplat-admin-dashboard", hashlib.sha256).hexdigest()
+    return _derived(settings, b"photosplat-admin-dashboard")
 
 
 def admin_form_token(settings: StatusSettings) -> str:
     """The token the dashboard's forms carry: a cross-site page cannot know it."""
-    assert settings.admin_token is not None
-    key = settings.admin_token.get_secret_value().encode()
-    return hmac.new(key, b"photosplat-admin-form", hashlib.sha256).hexdigest()
+    return _derived(settings, b"photosplat-admin-form")
 
 
 def has_admin_session(settings: StatusSettings, request: Request) -> bool:

@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from photosplat_libs import security
 from photosplat_libs.bus import Bus
 from photosplat_libs.db import Database
-from photosplat_libs.db.models import Job, JobStatus
+from photosplat_libs.db.models import TERMINAL, Job, JobStatus
 from photosplat_libs.db.outbox import OutboxRelay
 from photosplat_libs.store import ObjectStore
 from photosplat_status import jobstate, lifecycle, totals, views
@@ -117,6 +117,7 @@ class Dashboard:
             total=sum(counts.values()),
             times=times,
             statuses=list(JobStatus.__members__),
+            terminal=TERMINAL,
             status_filter=status_filter or "",
             query=query,
             notice=request.query_params.get("notice", "")[:200],

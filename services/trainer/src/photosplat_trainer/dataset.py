@@ -145,12 +145,10 @@ def load_blender(folder: Path, *, max_image_side: int | None, background: tuple[
     test = read_blender_split(folder, "test")
     empty = np.zeros((0, 3), np.float32)
     # Image names are paths relative to the folder; the held-out views are the official test split.
-    data = build_dataset(train + test, folder, empty, empty, max_image_side=max_image_side, test_every=0, background=background)
-    test_names = {c.name for c in test}
-    views = sorted(data.train, key=lambda v: v.name)
-    kept = [v for v in views if v.name not in test_names]
-    held = [View(v.name, v.image, v.K, v.viewmat, -1) for v in views if v.name in test_names]
-    return Dataset([View(v.name, v.image, v.K, v.viewmat, i) for i, v in enumerate(kept)], held, empty, empty)
+    return build_dataset(
+        train + test, folder, empty, empty,
+        max_image_side=max_image_side, background=background, held_out_names={c.name for c in test},
+    )
 
 
 def random_points(data: Dataset, n: int, extent: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -205,9 +203,11 @@ def build_dataset(
     max_image_side: int | None,
     test_every: int = 8,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    held_out_names: set[str] | None = None,
 ) -> Dataset:
-    """Load and downscale the images of ``cameras`` (sorted by name) and split off the held-out views.
-    Without 3D points the trainer starts from random Gaussians; transparent pixels show ``background``."""
+    """Load and downscale the images of ``cameras`` (sorted by name) and split off the held-out views
+    (every ``test_every``-th, or those named in ``held_out_names``). Without 3D points the trainer
+    starts from random Gaussians; transparent pixels show ``background``."""
     cameras = sorted(cameras, key=lambda c: c.name)
     if len(cameras) < 2:
         raise UserError(f"the SfM model has {len(cameras)} posed image(s); training needs at least 2")
@@ -227,9 +227,12 @@ def build_dataset(
         viewmat[:3] = torch.tensor(cam.cam_from_world, dtype=torch.float32)
         views.append((cam.name, torch.from_numpy(pixels.astype(np.float32) / 255.0), K, viewmat))
 
-    held_out = {i for i in range(len(views)) if test_every > 0 and i % test_every == 0}
-    if len(held_out) == len(views):
-        held_out = set()
+    if held_out_names is not None:
+        held_out = {i for i, v in enumerate(views) if v[0] in held_out_names}
+    else:
+        held_out = {i for i in range(len(views)) if test_every > 0 and i % test_every == 0}
+        if len(held_out) == len(views):
+            held_out = set()
     kept = [v for i, v in enumerate(views) if i not in held_out]
     train = [View(*v, index=idx) for idx, v in enumerate(kept)]
     test = [View(*views[i], index=-1) for i in sorted(held_out)]

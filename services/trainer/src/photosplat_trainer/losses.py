@@ -28,30 +28,22 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, *, dtype: torch.dtype = 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Mean SSIM of two images (H, W, C) or batches (B, H, W, C) with values in [0, 1]."""
-    if a.dim() == 3:
-        a, b = a[None], b[None]
-    x, y = a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2)
-    channels = x.shape[1]
-    g = gaussian_window(window, sigma, dtype=x.dtype, device=x.device)
+    channels = a.shape[-1]
+    g = gaussian_window(window, sigma, dtype=a.dtype, device=a.device)
     # Separable blur: a (1 x k) then a (k x 1) depthwise convolution.
     kx = g.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
     ky = g.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
 
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(t, kx, groups=channels), ky, groups=channels)
+    def blur(t: torch.Tensor) -> torch.Tensor:  # (5, B, C, H, W)
+        planes = F.conv2d(F.conv2d(t.flatten(0, 1), kx, groups=channels), ky, groups=channels)
+        return planes.unflatten(0, t.shape[:2])
 
-    mu_x, mu_y = blur(x), blur(y)
-    sxx = blur(x * x) - mu_x**2
-    syy = blur(y * y) - mu_y**2
-    sxy = blur(x * y) - mu_x * mu_y
-    num = (2 * mu_x * mu_y + _C1) * (2 * sxy + _C2)
-    den = (mu_x**2 + mu_y**2 + _C1) * (sxx + syy + _C2)
-    return (num / den).mean()
+    return ssim_with_blur(a, b, blur)
 
 
 def ssim_with_blur(a: torch.Tensor, b: torch.Tensor, blur: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """:func:`ssim` with ``blur`` (a 'valid' blur of the last two axes) doing the windowing; the five
-    blurred maps go through it as one batch."""
+    """SSIM with ``blur`` (a 'valid' blur of the last two axes) doing the windowing; the five blurred
+    maps go through it as one (5, B, C, H, W) batch."""
     if a.dim() == 3:
         a, b = a[None], b[None]
     x, y = a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2)

@@ -111,6 +111,8 @@ def run_pipeline(
     result, cfg = train_with_oom_retry(data, cfg, backend, cb, work_dir=work_dir or out_dir, resume=resume)
     config_path = cfg.save(out_dir / "config.json")
 
+    # The held-out views on the device once: they are evaluated for the pruned set and each export.
+    data = dataclasses.replace(data, test=[v.to(backend.device) for v in data.test])
     pruned = prune_for_export(result.gaussians, data, cfg)
     cb.log("floater pruning: " + ", ".join(f"{k} {v}" for k, v in pruned.counts.items()))
     gaussians = pruned.gaussians

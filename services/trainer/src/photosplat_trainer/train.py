@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,7 @@ class ViewBatches:
     def __init__(self, views: list[View], batch_size: int, generator: np.random.Generator) -> None:
         self.views, self.batch_size, self.generator = views, batch_size, generator
         self.order: list[int] = []
+        self.same_size = Counter(v.image.shape for v in views)
 
     def next(self) -> list[View]:
         views = self.views
@@ -141,7 +143,7 @@ class ViewBatches:
         first = self.order.pop()
         batch = [first]
         size = views[first].image.shape
-        wanted = min(self.batch_size, sum(v.image.shape == size for v in views))
+        wanted = min(self.batch_size, self.same_size[size])
         while len(batch) < wanted:
             same = [i for i in reversed(self.order) if views[i].image.shape == size and i not in batch]
             same = same[: wanted - len(batch)]
@@ -302,8 +304,11 @@ class _Trainer:
     def _step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
         views = self.batches.next()
-        index = torch.cat([self.view_index[v.index] for v in views]) if len(views) > 1 else self.view_index[views[0].index]
         viewmats = torch.stack([v.viewmat for v in views])
+        # Which training views these are: only the per-view corrections need it.
+        index = None
+        if self.poses is not None or self.appearance_opt is not None:
+            index = torch.cat([self.view_index[v.index] for v in views])
         if self.poses is not None:
             viewmats = self.poses(viewmats, index)
         sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)

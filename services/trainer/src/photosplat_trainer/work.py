@@ -22,21 +22,13 @@ from photosplat_libs.worker import JobContext, WorkError
 from photosplat_trainer.settings import TrainerSettings
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CONTENT_TYPES = {
-    ".ply": "application/octet-stream",
-    ".splat": "application/octet-stream",
-    ".spz": "application/octet-stream",
-    ".png": "image/png",
-    ".json": "application/json",
-}
 
 
 def training_work(settings: TrainerSettings) -> Callable[[SfmDone, JobContext], Awaitable[TrainingDone]]:
     return functools.partial(run_training, settings=settings)
 
 
-async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSettings | None = None) -> TrainingDone:
-    settings = settings or TrainerSettings()
+async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSettings) -> TrainingDone:
     started = time.monotonic()
     scene_dir = ctx.work_dir / "scene"
     await download_prefix(ctx.store, event.sparse_key, scene_dir)
@@ -89,7 +81,7 @@ async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSetting
     exports = []
     for item in outputs.exports:
         key = keys.output(ctx.job_id, item.path.name)
-        await ctx.store.put_file(key, str(item.path), CONTENT_TYPES.get(item.path.suffix, "application/octet-stream"))
+        await ctx.store.put_file(key, str(item.path))  # scene files are binary: the default type
         exports.append(ExportInfo(format=item.format, key=key, bytes=item.bytes, psnr=item.psnr))
     thumbnail_key = keys.output(ctx.job_id, outputs.thumbnail.name)
     await ctx.store.put_file(thumbnail_key, str(outputs.thumbnail), "image/png")

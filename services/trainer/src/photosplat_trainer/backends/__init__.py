@@ -49,7 +49,6 @@ class Backend(Protocol):
         background: torch.Tensor,
         *,
         antialiased: bool = False,
-        packed: bool = False,
         viewmat: torch.Tensor | None = None,
     ) -> RenderOutput: ...
 

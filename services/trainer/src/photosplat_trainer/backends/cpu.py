@@ -31,7 +31,6 @@ class CpuBackend:
         background: torch.Tensor,
         *,
         antialiased: bool = False,
-        packed: bool = False,
         viewmat: torch.Tensor | None = None,
     ) -> RenderOutput:
         image, alpha, info = rasterize(

@@ -39,11 +39,10 @@ class CudaBackend:
         background: torch.Tensor,
         *,
         antialiased: bool = False,
-        packed: bool = False,
         viewmat: torch.Tensor | None = None,
     ) -> RenderOutput:
         out = self.render_batch(
-            params, [view], sh_degree, background, antialiased=antialiased, packed=packed,
+            params, [view], sh_degree, background, antialiased=antialiased,
             viewmats=None if viewmat is None else viewmat[None],
         )
         return RenderOutput(out.image[0], out.alpha[0], out.info)

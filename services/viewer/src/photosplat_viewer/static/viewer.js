@@ -99,9 +99,9 @@ function captureView(camera, home) {
   return { center, radius: distance / 2 };
 }
 
-function homeView(camera, mesh) {
+// `box`: the splats' robust bounds (computed once: they walk every splat), or null with a capture view.
+function homeView(camera, box) {
   if (scene.home) return captureView(camera, scene.home);
-  const box = robustBounds(mesh);
   camera.fov = FOV;
   const center = box.getCenter(new THREE.Vector3());
   const radius = Math.max(box.getSize(new THREE.Vector3()).length() / 2, 1e-3);
@@ -171,7 +171,8 @@ async function main() {
   world.add(mesh);
   await mesh.initialized;
 
-  let home = homeView(camera, mesh);
+  const bounds = scene.home ? null : robustBounds(mesh);
+  let home = homeView(camera, bounds);
   const orbit = new OrbitControls(camera, renderer.domElement);
   orbit.target.copy(home.center);
   orbit.enableDamping = true;
@@ -202,7 +203,7 @@ async function main() {
   $("mode-button").addEventListener("click", () => setFly(!fly));
   $("reset-button").addEventListener("click", () => {
     if (fly) setFly(false);
-    home = homeView(camera, mesh);
+    home = homeView(camera, bounds);
     orbit.target.copy(home.center);
     orbit.update();
     dirty = true;
