@@ -171,3 +171,19 @@ async def test_expired_url_is_refused(store: ObjectStore, upload_client: httpx.A
     await asyncio.sleep(2.1)
     assert (await upload_client.put(url, content=b"x")).status_code == 403
     assert not await store.exists("jobs/a/incoming/0001.jpg")
+
+
+async def test_presigned_put_with_terms_takes_exactly_them(
+    store: ObjectStore, upload_client: httpx.AsyncClient
+) -> None:
+    key = "jobs/a/incoming/0002.jpg"
+    url = await store.presigned_put(key, timedelta(minutes=5), content_type="image/jpeg", content_length=5)
+    response = await upload_client.put(url, content=b"photo", headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 200, response.text
+    assert (await store.stat(key)).content_type == "image/jpeg" and await store.get(key) == b"photo"
+
+    await require_signature_checks(store, upload_client)
+    for body, content_type in ((b"a much larger photo", "image/jpeg"), (b"pho", "image/jpeg"), (b"photo", "text/html")):
+        refused = await upload_client.put(url, content=body, headers={"Content-Type": content_type})
+        assert refused.status_code == 403, (body, content_type, refused.text)
+    assert await store.get(key) == b"photo"

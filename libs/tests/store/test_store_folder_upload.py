@@ -119,3 +119,20 @@ async def test_store_without_secret_accepts_no_upload(tmp_path: Path) -> None:
         response = await client.put(await signer.presigned_put(KEY, timedelta(minutes=5)), content=b"x")
     assert response.status_code == 403
     assert "not enabled" in response.json()["detail"]
+
+
+async def test_a_chunked_body_must_be_exactly_the_signed_length(store: FolderStore, client: httpx.AsyncClient) -> None:
+    url = await store.presigned_put(KEY, timedelta(minutes=5), content_type="image/jpeg", content_length=4)
+
+    async def chunks(body: bytes) -> AsyncIterator[bytes]:
+        yield body  # a generator body goes out chunked: no Content-Length to check up front
+
+    headers = {"Content-Type": "image/jpeg"}
+    longer = await client.put(url, content=chunks(b"jpeg!"), headers=headers)
+    shorter = await client.put(url, content=chunks(b"jpg"), headers=headers)
+    assert (longer.status_code, shorter.status_code) == (413, 400), (longer.text, shorter.text)
+    assert not await store.exists(KEY) and leftovers(store) == []
+    # The terms are signed: a client cannot raise the length in the URL.
+    raised = await client.put(url.replace("length=4", "length=5"), content=b"jpeg!", headers=headers)
+    assert raised.status_code == 403
+    assert (await client.put(url, content=chunks(b"jpeg"), headers=headers)).status_code == 200

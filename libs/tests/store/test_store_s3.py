@@ -69,3 +69,26 @@ async def test_bucket_lifecycle(s3_server: str) -> None:
     assert await store.delete_prefix("") == 30
     await store.remove_bucket()
     assert not admin.bucket_exists(bucket)
+
+
+async def test_presigned_put_signs_size_and_type_as_aws_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto checks no signature: the URL is checked against botocore's own SigV4 query signer."""
+    from datetime import datetime, timezone
+
+    auth = pytest.importorskip("botocore.auth")
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    store = S3Store.from_url("s3://AK:s%2Fcret@minio:9000/photos?region=eu-west-1", public_url="https://files.test")
+    url = await store.presigned_put(
+        "jobs/a/incoming/0001.jpg", timedelta(minutes=10), content_type="image/jpeg", content_length=1234
+    )
+    query = parse_qs(urlsplit(url).query)
+    assert query["X-Amz-SignedHeaders"] == ["content-length;content-type;host"]
+    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    request = AWSRequest(
+        method="PUT", url=url.split("?")[0], headers={"Content-Type": "image/jpeg", "Content-Length": "1234"}
+    )
+    monkeypatch.setattr(auth, "get_current_datetime", lambda: signed_at)  # the instant ours was signed at
+    auth.S3SigV4QueryAuth(Credentials("AK", "s/cret"), "s3", "eu-west-1", expires=600).add_auth(request)
+    assert parse_qs(urlsplit(request.url).query)["X-Amz-Signature"] == query["X-Amz-Signature"]

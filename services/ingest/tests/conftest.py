@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -69,3 +72,22 @@ def photo(
 @pytest.fixture
 def make_photo() -> MakePhoto:
     return photo
+
+
+def zero_png(width: int, height: int) -> bytes:
+    """An 8-bit RGB PNG of black pixels, compressed row by row: a few hundred KB on disk for a
+    canvas of hundreds of MB (the shape of the abuse report's upload)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = bytes(1 + 3 * width)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(name="zero_png")
+def zero_png_fixture() -> Callable[[int, int], bytes]:
+    return zero_png

@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 
 from photosplat_ingest.app import create
 from photosplat_ingest.settings import IngestSettings
+from photosplat_ingest.sweeper import EXPIRY_GRACE, sweep_uploads
 from photosplat_libs.bus import Delivery, QueueSpec
 from photosplat_libs.bus.memory import MemoryBus
 from photosplat_libs.db import Database
@@ -88,7 +90,6 @@ def _files(*items: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes, str]]
 
 
 async def test_multipart_upload_creates_job_and_events(harness: Harness, make_photo) -> None:
-    token = new_token()
     photos = [
         ("a.jpg", make_photo(seed=1, gps=True, focal_35=28)),
         ("../evil.jpg", make_photo(seed=2)),
@@ -99,13 +100,12 @@ async def test_multipart_upload_creates_job_and_events(harness: Harness, make_ph
         "/recon/jobs",
         files=_files(*photos),
         data={"original_resolution": "true", "preset": "fast"},
-        headers={"Authorization": f"Bearer {token}"},
     )
 
     assert response.status_code == 201, response.text
     body = response.json()
-    job_id, pub_key = body["job_id"], body["pub_key"]
-    assert body["token"] == token and len(pub_key) == 32 and body["original_resolution"] is True
+    job_id, pub_key, token = body["job_id"], body["pub_key"], body["token"]
+    assert len(pub_key) == 32 and body["original_resolution"] is True
     assert body["status_url"] == f"{BASE}/recon/jobs/{job_id}/status"
     assert body["viewer_url"] == f"{BASE}/v/{pub_key}"
     job = await harness.job(job_id)
@@ -134,8 +134,10 @@ async def test_multipart_upload_creates_job_and_events(harness: Harness, make_ph
 
 
 def _transforms(names: list[str], **extra: object) -> bytes:
-    eye = [[1.0, 0.0, 0.0, float(i)] for i in range(3)] + [[0.0, 0.0, 0.0, 1.0]]
-    frames = [{"file_path": f"images/{n.rsplit('.', 1)[0]}", "transform_matrix": eye} for n in names]
+    def pose(x: float) -> list[list[float]]:
+        return [[1.0, 0.0, 0.0, x], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+
+    frames = [{"file_path": f"images/{n.rsplit('.', 1)[0]}", "transform_matrix": pose(i)} for i, n in enumerate(names)]
     return json.dumps({"camera_angle_x": 0.9, "frames": frames, **extra}).encode()
 
 
@@ -164,6 +166,8 @@ async def test_bad_poses_are_named_and_nothing_is_kept(harness: Harness, make_ph
         json.dumps({"frames": []}).encode(): 'no "frames" list',
         _transforms(["x.jpg", "y.jpg", "a.jpg"]): "name 1 of the uploaded photos",
         without_focal: "no focal length",
+        b'{"frames": ' + b"[" * 100_000 + b"]" * 100_000 + b"}": "nested too deeply",
+        _transforms(names).replace(b'"camera_angle_x": 0.9', b'"camera_angle_x": 1e999'): '"camera_angle_x"',
     }
     for poses, message in cases.items():
         response = await harness.client.post(
@@ -175,14 +179,31 @@ async def test_bad_poses_are_named_and_nothing_is_kept(harness: Harness, make_ph
     assert await harness.job_count() == 0 and await harness.store.list("jobs/") == []
 
 
-async def test_request_without_token_gets_a_new_one(harness: Harness, make_photo) -> None:
-    photos = [(f"{i}.jpg", make_photo(seed=i)) for i in range(3)]
-    response = await harness.client.post(
-        "/recon/jobs", files=_files(*photos), headers={"Authorization": "Bearer short"}
-    )
-    assert response.status_code == 201
-    token = response.json()["token"]
-    assert token != "short" and (await harness.job(response.json()["job_id"])).owner_hash == hash_token(token)
+async def test_only_tokens_the_server_issued_become_job_tokens(harness: Harness, make_photo) -> None:
+    photos = _files(*[(f"{i}.jpg", make_photo(seed=i)) for i in range(3)])
+    first = await harness.client.post("/recon/jobs", files=photos)
+    assert first.status_code == 201, first.text
+    token = first.json()["token"]
+    assert len(token) >= 43  # 256 bits from secrets
+    # A client reuses the token it was given: its jobs share one owner ("my jobs").
+    again = await harness.client.post("/recon/jobs", files=photos, headers={"Authorization": f"Bearer {token}"})
+    declared = await _declare(harness, ["a.jpg", "b.jpg", "c.jpg"], token)
+    assert again.json()["token"] == declared.json()["token"] == token
+    assert (await harness.job(again.json()["job_id"])).owner_hash == hash_token(token)
+    # A proxy's own credentials are not a bearer token: ignored, a new token is issued.
+    basic = await harness.client.post("/recon/jobs", files=photos, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert basic.status_code == 201 and basic.json()["token"] not in (token, "dXNlcjpwYXNz")
+    jobs = await harness.job_count()
+
+    for chosen in ("a" * 22, new_token(), "short", token + "x"):
+        auth = {"Authorization": f"Bearer {chosen}"}
+        multipart = await harness.client.post("/recon/jobs", files=photos, headers=auth)
+        presigned = await _declare(harness, ["a.jpg", "b.jpg", "c.jpg"], chosen)
+        for response in (multipart, presigned):
+            assert response.status_code == 401, response.text
+            assert "not issued by this server" in response.json()["detail"]
+            assert response.headers["www-authenticate"].startswith("Bearer")
+    assert await harness.job_count() == jobs
 
 
 async def test_rejected_upload_names_every_bad_file_and_stores_nothing(harness: Harness, make_photo) -> None:
@@ -209,6 +230,18 @@ async def test_rejected_upload_names_every_bad_file_and_stores_nothing(harness: 
     assert "4 file(s)" in detail["message"]
     assert await harness.job_count() == 0 and await harness.outbox_count() == 0
     assert await harness.store.list("jobs/") == []
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's own, looser threshold
+async def test_a_huge_canvas_is_refused_by_the_pixel_rule(harness: Harness, make_photo, zero_png) -> None:
+    photos = [("a.jpg", make_photo(seed=1)), ("b.jpg", make_photo(seed=2)), ("zeros.png", zero_png(10_000, 10_000))]
+
+    response = await harness.client.post("/recon/jobs", files=_files(*photos))
+
+    assert response.status_code == 400
+    [error] = response.json()["detail"]["errors"]
+    assert (error["file"], error["rule"]) == ("zeros.png", "max_pixels") and "64000000" in error["message"]
+    assert await harness.job_count() == 0 and await harness.store.list("jobs/") == []
 
 
 async def test_file_count_limits(harness: Harness, make_photo) -> None:
@@ -268,14 +301,18 @@ async def test_duplicate_photo_and_bad_options_are_refused(harness: Harness, mak
     assert preset.status_code == 400 and preset.json()["detail"]["errors"][0]["rule"] == "options"
 
 
-async def _declare(harness: Harness, names: list[str], token: str | None = None) -> httpx.Response:
-    files = [{"name": n, "size": 1000, "content_type": "image/jpeg"} for n in names]
+async def _declare(
+    harness: Harness, names: list[str], token: str | None = None, bodies: list[bytes] | None = None
+) -> httpx.Response:
+    sizes = [len(b) for b in bodies] if bodies else [1000] * len(names)
+    files = [{"name": n, "size": size, "content_type": "image/jpeg"} for n, size in zip(names, sizes, strict=True)]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return await harness.client.post("/recon/uploads", json={"files": files, "preset": "standard"}, headers=headers)
 
 
 async def test_presigned_flow(harness: Harness, make_photo) -> None:
-    declared = await _declare(harness, ["a.jpg", "b.jpeg", "c.png"])
+    photos = [make_photo(seed=0), make_photo(seed=1), make_photo(seed=2, fmt="PNG")]
+    declared = await _declare(harness, ["a.jpg", "b.jpeg", "c.png"], bodies=photos)
     assert declared.status_code == 201, declared.text
     body = declared.json()
     job_id, token = body["job_id"], body["token"]
@@ -286,10 +323,9 @@ async def test_presigned_flow(harness: Harness, make_photo) -> None:
         "b.jpeg",
         "c.png",
     ]
-    for i, upload in enumerate(body["uploads"]):
+    for upload, photo in zip(body["uploads"], photos, strict=True):
         assert upload["method"] == "PUT" and upload["key"].startswith(f"jobs/{job_id}/incoming/")
-        fmt = "PNG" if upload["name"].endswith(".png") else "JPEG"
-        put = await harness.client.put(upload["url"], content=make_photo(seed=i, fmt=fmt), headers=upload["headers"])
+        put = await harness.client.put(upload["url"], content=photo, headers=upload["headers"])
         assert put.status_code == 200, put.text
     assert harness.events.empty()  # no event before the submit
 
@@ -320,11 +356,13 @@ async def test_presigned_flow(harness: Harness, make_photo) -> None:
 
 
 async def test_presigned_submit_with_bad_files_can_be_fixed(harness: Harness, make_photo) -> None:
-    body = (await _declare(harness, ["a.jpg", "b.jpg", "c.jpg"])).json()
+    photos = [make_photo(seed=i) for i in (1, 2, 3)]
+    body = (await _declare(harness, ["a.jpg", "b.jpg", "c.jpg"], bodies=photos)).json()
     job_id, auth = body["job_id"], {"Authorization": f"Bearer {body['token']}"}
     a, b, c = body["uploads"]
-    await harness.client.put(a["url"], content=make_photo(seed=1), headers=a["headers"])
-    await harness.client.put(b["url"], content=b"not an image", headers=b["headers"])
+    await harness.client.put(a["url"], content=photos[0], headers=a["headers"])
+    # The declared size, but garbled on the way.
+    await harness.client.put(b["url"], content=bytes(len(photos[1])), headers=b["headers"])
 
     refused = await harness.client.post(f"/recon/jobs/{job_id}/submit", headers=auth)
 
@@ -336,8 +374,8 @@ async def test_presigned_submit_with_bad_files_can_be_fixed(harness: Harness, ma
     assert [o.key for o in await harness.store.list(f"jobs/{job_id}/")] == [a["key"]]
     assert (await harness.job(job_id)).stage == "upload" and await harness.outbox_count() == 0
 
-    await harness.client.put(b["url"], content=make_photo(seed=2), headers=b["headers"])
-    await harness.client.put(c["url"], content=make_photo(seed=3), headers=c["headers"])
+    await harness.client.put(b["url"], content=photos[1], headers=b["headers"])
+    await harness.client.put(c["url"], content=photos[2], headers=c["headers"])
     accepted = await harness.client.post(f"/recon/jobs/{job_id}/submit", headers=auth)
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["image_count"] == 3
@@ -373,3 +411,68 @@ async def test_presigned_url_is_scoped_to_its_object(harness: Harness, make_phot
     response = await harness.client.put(other, content=make_photo(), headers={"Content-Type": "image/jpeg"})
 
     assert response.status_code == 403
+
+
+async def _uploaded_job(harness: Harness, make_photo) -> tuple[dict, dict[str, str], list[bytes]]:
+    """A declared job whose three photos are uploaded, not yet submitted."""
+    photos = [make_photo(seed=i) for i in range(3)]
+    body = (await _declare(harness, ["a.jpg", "b.jpg", "c.jpg"], bodies=photos)).json()
+    for upload, photo in zip(body["uploads"], photos, strict=True):
+        assert (await harness.client.put(upload["url"], content=photo, headers=upload["headers"])).status_code == 200
+    return body, {"Authorization": f"Bearer {body['token']}"}, photos
+
+
+async def test_a_presigned_url_takes_only_the_declared_file(harness: Harness, make_photo) -> None:
+    photo = make_photo(seed=1)
+    body = (await _declare(harness, ["a.jpg", "b.jpg", "c.jpg"], bodies=[photo] * 3)).json()
+    upload = body["uploads"][0]
+
+    bigger = await harness.client.put(upload["url"], content=photo + bytes(5_000_000), headers=upload["headers"])
+    other_type = await harness.client.put(upload["url"], content=photo, headers={"Content-Type": "text/html"})
+
+    assert (bigger.status_code, other_type.status_code) == (403, 403)
+    assert await harness.store.list(f"jobs/{body['job_id']}/") == []
+
+
+async def test_a_put_after_submit_is_swept_once_the_urls_expire(harness: Harness, make_photo) -> None:
+    body, auth, photos = await _uploaded_job(harness, make_photo)
+    job_id, incoming = body["job_id"], f"jobs/{body['job_id']}/incoming/"
+    assert (await harness.client.post(f"/recon/jobs/{job_id}/submit", headers=auth)).status_code == 200
+    assert await harness.store.list(incoming) == []  # validated, copied, then removed
+    again = body["uploads"][0]
+    # The URL is still valid: S3 cannot revoke it. The bytes land, unchecked, until the sweep.
+    assert (await harness.client.put(again["url"], content=photos[0], headers=again["headers"])).status_code == 200
+
+    settings, now = IngestSettings(), datetime.now(timezone.utc)
+    assert await sweep_uploads(settings, harness.db, harness.store, now) == 0  # its URLs still work
+    expired = now + timedelta(seconds=settings.upload_url_ttl_seconds) + EXPIRY_GRACE
+    assert await sweep_uploads(settings, harness.db, harness.store, expired) == 1
+
+    assert await harness.store.list(incoming) == []
+    assert [o.key.rsplit("/", 2)[1] for o in await harness.store.list(f"jobs/{job_id}/")] == ["images"] * 3
+    assert (await harness.job(job_id)).uploads == []
+    assert await sweep_uploads(settings, harness.db, harness.store, expired) == 0  # visited once
+
+
+async def test_uploads_never_submitted_are_swept_when_the_window_closes(harness: Harness, make_photo) -> None:
+    body, auth, _ = await _uploaded_job(harness, make_photo)
+    job_id = body["job_id"]
+    settings, now = IngestSettings(), datetime.now(timezone.utc)
+    expired = now + timedelta(seconds=settings.upload_url_ttl_seconds) + EXPIRY_GRACE
+    assert await sweep_uploads(settings, harness.db, harness.store, expired) == 0  # it may still be submitted
+
+    closed = now + timedelta(seconds=settings.upload_ttl_seconds + 1)
+    assert await sweep_uploads(settings, harness.db, harness.store, closed) == 1
+
+    assert await harness.store.list(f"jobs/{job_id}/") == []
+    late = await _late_submit(harness, settings, job_id, auth)
+    assert late.status_code == 410 and "/recon/uploads" in late.json()["detail"]
+
+
+async def _late_submit(harness: Harness, settings: IngestSettings, job_id: str, auth: dict[str, str]) -> httpx.Response:
+    """A submit after the job's upload window: its row is backdated past it."""
+    async with harness.db.transaction() as session:
+        job = await session.get(Job, uuid.UUID(job_id))
+        assert job is not None
+        job.created_at -= timedelta(seconds=settings.upload_ttl_seconds + 1)
+    return await harness.client.post(f"/recon/jobs/{job_id}/submit", headers=auth)

@@ -7,6 +7,7 @@ import io
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 
 from photosplat_ingest.app import create
 from photosplat_ingest.settings import IngestSettings
+from photosplat_ingest.sweeper import EXPIRY_GRACE, sweep_uploads
 from photosplat_libs.bus import Delivery, QueueSpec
 from photosplat_libs.bus.rabbit import RabbitBus
 from photosplat_libs.db import Database
@@ -102,24 +104,56 @@ async def test_rejected_upload_leaves_no_row_and_no_object(stack: Stack, make_ph
     assert await stack.store.list("") == []
 
 
-async def test_presigned_upload_to_s3_then_submit(stack: Stack, make_photo) -> None:
+async def _declare_and_upload(stack: Stack, photos: list[bytes], sent: list[bytes] | None = None) -> dict:
     declared = await stack.client.post(
         "/recon/uploads",
-        json={"files": [{"name": f"{i}.jpg", "size": 20_000, "content_type": "image/jpeg"} for i in range(3)]},
+        json={"files": [{"name": f"{i}.jpg", "size": len(p)} for i, p in enumerate(photos)]},
     )
     assert declared.status_code == 201, declared.text
     body = declared.json()
     async with httpx.AsyncClient() as s3_client:
-        for i, upload in enumerate(body["uploads"]):
-            put = await s3_client.put(upload["url"], content=make_photo(seed=i), headers=upload["headers"])
+        for upload, photo in zip(body["uploads"], sent or photos, strict=True):
+            assert "content-type" in upload["url"].lower() and "content-length" in upload["url"].lower()
+            put = await s3_client.put(upload["url"], content=photo, headers=upload["headers"])
             assert put.status_code == 200, put.text
+    return body
 
-    submitted = await stack.client.post(
-        f"/recon/jobs/{body['job_id']}/submit", headers={"Authorization": f"Bearer {body['token']}"}
-    )
+
+async def test_presigned_upload_to_s3_then_submit_then_sweep(stack: Stack, make_photo) -> None:
+    photos = [make_photo(seed=i) for i in range(3)]
+    body = await _declare_and_upload(stack, photos)
+    auth = {"Authorization": f"Bearer {body['token']}"}
+
+    submitted = await stack.client.post(f"/recon/jobs/{body['job_id']}/submit", headers=auth)
 
     assert submitted.status_code == 200, submitted.text
     events = await stack.next_events(2)
     validated = next(e for e in events if isinstance(e, ImagesValidated))
     assert str(validated.job_id) == body["job_id"] and len(validated.images) == 3
-    assert await stack.store.list(f"jobs/{body['job_id']}/incoming/") == []
+    incoming = f"jobs/{body['job_id']}/incoming/"
+    assert await stack.store.list(incoming) == []
+    # A PUT after the submit (its URL still valid) parks bytes nobody checks, until the sweep.
+    async with httpx.AsyncClient() as s3_client:
+        again = body["uploads"][0]
+        assert (await s3_client.put(again["url"], content=photos[0], headers=again["headers"])).status_code == 200
+    settings = IngestSettings()
+    expired = datetime.now(timezone.utc) + timedelta(seconds=settings.upload_url_ttl_seconds) + EXPIRY_GRACE
+    assert await sweep_uploads(settings, stack.db, stack.store, expired) >= 1
+    assert await stack.store.list(incoming) == []
+    assert len(await stack.store.list(f"jobs/{body['job_id']}/images/")) == 3
+
+
+async def test_an_upload_of_another_size_than_declared_is_refused(stack: Stack, make_photo) -> None:
+    """S3 and MinIO refuse it at the PUT (the URL signs Content-Length); this S3 test server checks no
+    signature, so the submit's own check is what answers."""
+    photos = [make_photo(seed=i) for i in range(3)]
+    padded = [*photos[:2], photos[2] + bytes(5000)]
+    body = await _declare_and_upload(stack, photos, sent=padded)
+
+    refused = await stack.client.post(
+        f"/recon/jobs/{body['job_id']}/submit", headers={"Authorization": f"Bearer {body['token']}"}
+    )
+
+    assert refused.status_code == 400
+    [error] = refused.json()["detail"]["errors"]
+    assert (error["file"], error["rule"]) == ("2.jpg", "declared_size")

@@ -55,8 +55,12 @@ class ObjectStore(Protocol):
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many."""
 
-    async def presigned_put(self, key: str, expires: timedelta) -> str:
-        """A URL that lets its holder PUT exactly this one object until it expires."""
+    async def presigned_put(
+        self, key: str, expires: timedelta, *, content_type: str | None = None, content_length: int | None = None
+    ) -> str:
+        """A URL that lets its holder PUT exactly this one object until it expires; with
+        ``content_type`` / ``content_length``, only a PUT carrying exactly that Content-Type and that
+        many bytes (S3 and MinIO check signed headers; the folder store's endpoint checks its own)."""
 
 
 def create_store(url: str, *, public_url: str | None = None, signing_secret: str = "") -> ObjectStore:

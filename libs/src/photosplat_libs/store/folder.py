@@ -15,7 +15,8 @@ temp file while cancelling) run inline.
 
 Presigned uploads: :meth:`FolderStore.presigned_put` returns a URL on ``public_url`` (the service
 that mounts :func:`photosplat_libs.store.folder_http.folder_upload_router`) carrying an expiry and
-an HMAC-SHA256 over key + expiry, so the URL is short-lived and good for that one object only.
+an HMAC-SHA256 over key + expiry (+ the exact size and Content-Type when the caller binds them, as a
+signed S3 URL does), so the URL is short-lived and good for that one object only.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from photosplat_libs.store import ObjectInfo, ObjectNotFound
 from photosplat_libs.store.naming import check_key, check_prefix, check_presign_expiry, check_range
@@ -55,8 +57,22 @@ class ObjectTooLarge(ValueError):
         self.max_bytes = max_bytes
 
 
+class ObjectSizeMismatch(ValueError):
+    def __init__(self, size: int, expected: int) -> None:
+        super().__init__(f"the body has {size} bytes; this upload URL is for exactly {expected}")
+
+
 class UploadDenied(PermissionError):
-    """A presigned upload URL that is malformed, tampered with or expired; the message says which."""
+    """A presigned upload URL that is malformed, tampered with or expired, or a request that breaks
+    its signed terms (size, Content-Type); the message says which."""
+
+
+@dataclass(frozen=True)
+class UploadTerms:
+    """What a verified upload URL binds besides its key (None: not bound)."""
+
+    content_type: str | None = None
+    content_length: int | None = None
 
 
 @contextmanager
@@ -146,13 +162,17 @@ class FolderStore:
         content_type: str = DEFAULT_TYPE,
         *,
         max_bytes: int | None = None,
+        size: int | None = None,
     ) -> ObjectInfo:
         """Write an async stream of bytes as one object, atomically, without holding it in memory.
 
-        Raises :class:`ObjectTooLarge` as soon as the stream passes ``max_bytes``; then nothing is
-        stored and the object that was there (if any) is untouched.
+        Raises :class:`ObjectTooLarge` as soon as the stream passes ``max_bytes`` (or ``size``), and
+        :class:`ObjectSizeMismatch` when it ends short of ``size``; then nothing is stored and the
+        object that was there (if any) is untouched.
         """
         check_key(key)
+        if size is not None:
+            max_bytes = size if max_bytes is None else min(max_bytes, size)
         tmp = await asyncio.to_thread(_TempObject, self._tmp)
         try:
             buffer = bytearray()
@@ -165,6 +185,8 @@ class FolderStore:
                     buffer.clear()
             if buffer:
                 await asyncio.to_thread(tmp.write, bytes(buffer))
+            if size is not None and tmp.size != size:
+                raise ObjectSizeMismatch(tmp.size, size)
             return await asyncio.to_thread(self._commit, tmp, key, content_type)
         except BaseException:
             tmp.discard()  # inline: it must also run when the task is being cancelled
@@ -228,36 +250,56 @@ class FolderStore:
         check_prefix(prefix)
         return await asyncio.to_thread(self._delete_prefix, prefix)
 
-    async def presigned_put(self, key: str, expires: timedelta) -> str:
+    async def presigned_put(
+        self, key: str, expires: timedelta, *, content_type: str | None = None, content_length: int | None = None
+    ) -> str:
         seconds = check_presign_expiry(expires.total_seconds())
-        return self.upload_url(check_key(key), int(time.time()) + seconds)
+        terms = UploadTerms(content_type, content_length)
+        return self.upload_url(check_key(key), int(time.time()) + seconds, terms)
 
     # -- presigned uploads ---------------------------------------------------------------------
 
-    def upload_url(self, key: str, expires_at: int) -> str:
-        """The upload URL for ``key`` valid until the unix time ``expires_at``."""
+    def upload_url(self, key: str, expires_at: int, terms: UploadTerms = UploadTerms()) -> str:
+        """The upload URL for ``key`` valid until the unix time ``expires_at``, on ``terms``."""
         if not self._secret:
             raise ValueError("the folder store needs a signing_secret to presign uploads")
         if not self.public_url:
             raise ValueError("the folder store needs a public_url (the service serving /store/upload) to presign")
-        signature = self._signature(key, expires_at)
-        return f"{self.public_url}{UPLOAD_PATH}{quote(key)}?expires={expires_at}&signature={signature}"
+        query: dict[str, str | int] = {"expires": expires_at}
+        if terms.content_length is not None:
+            query["length"] = terms.content_length
+        if terms.content_type is not None:
+            query["type"] = terms.content_type
+        query["signature"] = self._signature(key, expires_at, terms)
+        return f"{self.public_url}{UPLOAD_PATH}{quote(key)}?{urlencode(query)}"
 
-    def verify_upload(self, key: str, expires: str | None, signature: str | None) -> None:
-        """Raise :class:`UploadDenied` unless ``expires`` and ``signature`` are this key's, unexpired."""
+    def verify_upload(
+        self,
+        key: str,
+        expires: str | None,
+        signature: str | None,
+        *,
+        length: str | None = None,
+        content_type: str | None = None,
+    ) -> UploadTerms:
+        """The terms of this key's upload URL (its ``expires``, ``length``, ``type`` and
+        ``signature`` parameters); raise :class:`UploadDenied` unless they are signed and unexpired."""
         if not self._secret:
             raise UploadDenied("uploads to this store are not enabled (no signing secret)")
         if not expires or not signature:
             raise UploadDenied("upload URL lacks its expires/signature parameters")
-        if not expires.isdigit():
-            raise UploadDenied("upload URL has a malformed expiry")
-        if not hmac.compare_digest(signature, self._signature(key, int(expires))):
+        if not expires.isdigit() or (length is not None and not length.isdigit()):
+            raise UploadDenied("upload URL has a malformed expiry or length")
+        terms = UploadTerms(content_type, None if length is None else int(length))
+        if not hmac.compare_digest(signature, self._signature(key, int(expires), terms)):
             raise UploadDenied("upload URL signature does not match this key")
         if int(expires) < time.time():
             raise UploadDenied("upload URL has expired")
+        return terms
 
-    def _signature(self, key: str, expires_at: int) -> str:
-        message = f"photosplat-store-upload\n{key}\n{expires_at}".encode()
+    def _signature(self, key: str, expires_at: int, terms: UploadTerms) -> str:
+        length = "" if terms.content_length is None else str(terms.content_length)
+        message = f"photosplat-store-upload\n{key}\n{expires_at}\n{length}\n{terms.content_type or ''}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     # -- blocking helpers (run in a thread) ----------------------------------------------------

@@ -7,9 +7,16 @@ The body is streamed to disk (never held in memory) and stored atomically.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from photosplat_libs.store.folder import DEFAULT_TYPE, UPLOAD_PATH, FolderStore, ObjectTooLarge, UploadDenied
+from photosplat_libs.store.folder import (
+    DEFAULT_TYPE,
+    UPLOAD_PATH,
+    FolderStore,
+    ObjectTooLarge,
+    UploadDenied,
+    UploadTerms,
+)
 
 
 def folder_upload_router(store: FolderStore, *, max_bytes: int) -> APIRouter:
@@ -17,21 +24,39 @@ def folder_upload_router(store: FolderStore, *, max_bytes: int) -> APIRouter:
     too_large = f"upload is larger than the limit of {max_bytes} bytes"
 
     @router.put(UPLOAD_PATH + "{key:path}")
-    async def upload(key: str, request: Request, expires: str | None = None, signature: str | None = None) -> Response:
+    async def upload(
+        key: str,
+        request: Request,
+        expires: str | None = None,
+        signature: str | None = None,
+        length: str | None = None,
+        signed_type: str | None = Query(None, alias="type"),
+    ) -> Response:
+        content_type = request.headers.get("content-type") or DEFAULT_TYPE
         try:
-            store.verify_upload(key, expires, signature)
+            terms = store.verify_upload(key, expires, signature, length=length, content_type=signed_type)
+            _check_terms(terms, content_type, request.headers.get("content-length", ""))
         except UploadDenied as e:
             raise HTTPException(status_code=403, detail=str(e)) from e
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise HTTPException(status_code=413, detail=too_large)
-        content_type = request.headers.get("content-type") or DEFAULT_TYPE
         try:
-            info = await store.put_stream(key, request.stream(), content_type, max_bytes=max_bytes)
+            info = await store.put_stream(
+                key, request.stream(), content_type, max_bytes=max_bytes, size=terms.content_length
+            )
         except ObjectTooLarge as e:
-            raise HTTPException(status_code=413, detail=too_large) from e
+            raise HTTPException(status_code=413, detail=str(e)) from e
         except ValueError as e:
             raise HTTPException(status_code=400, detail=str(e)) from e
         return Response(status_code=200, headers={"ETag": f'"{info.etag}"'})
 
     return router
+
+
+def _check_terms(terms: UploadTerms, content_type: str, declared_length: str) -> None:
+    """A request that breaks what its URL signed is refused as a signed S3 URL refuses it."""
+    if terms.content_type is not None and content_type != terms.content_type:
+        raise UploadDenied(f"this upload URL is for Content-Type {terms.content_type!r}, not {content_type!r}")
+    if terms.content_length is not None and declared_length and declared_length != str(terms.content_length):
+        raise UploadDenied(f"this upload URL is for exactly {terms.content_length} bytes, not {declared_length}")

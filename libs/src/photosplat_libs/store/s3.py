@@ -3,9 +3,10 @@
 The SDK is blocking, so every call that talks to the server runs in :func:`asyncio.to_thread`
 (its urllib3 pool is thread-safe). Presigning is local arithmetic and runs inline.
 
-Presigned URLs are signed for ``public_url``, the endpoint clients reach (e.g.
-``http://localhost:9000`` while the services talk to ``http://minio:9000``): the host is part
-of the signature, so a URL signed for the internal name would not work from outside.
+Presigned URLs (:mod:`.sigv4`: path-style, binding the upload's size and type) are signed for
+``public_url``, the endpoint clients reach (e.g. ``http://localhost:9000`` while the services talk
+to ``http://minio:9000``): the host is part of the signature, so a URL signed for the internal name
+would not work from outside.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from minio import Minio
@@ -23,6 +24,7 @@ from minio.error import S3Error
 
 from photosplat_libs.store import ObjectInfo, ObjectNotFound
 from photosplat_libs.store.naming import check_key, check_prefix, check_presign_expiry, check_range
+from photosplat_libs.store.sigv4 import presign_put
 
 CHUNK = 64 * 1024
 DEFAULT_TYPE = "application/octet-stream"
@@ -64,13 +66,13 @@ class S3Store:
         """``endpoint`` is ``host:port``; ``public_url`` (``http(s)://host:port``) defaults to it."""
         self.bucket = bucket
         self.region = region
-        # The region is given, so neither client ever asks the server for it: the presigning
-        # client can point at a name this process cannot even resolve.
+        self._access_key, self._secret_key = access_key, secret_key
+        self._public_base = public_url or f"{'https' if secure else 'http'}://{endpoint}"
+        # The region is given, so the client never asks the server for it; presigning needs no
+        # server at all, so ``public_url`` may name a host this process cannot even resolve.
         self._client = Minio(endpoint, access_key, secret_key, secure=secure, region=region)
-        self._presigner = self._client
         if public_url:
-            public_endpoint, public_secure = _endpoint(public_url)
-            self._presigner = Minio(public_endpoint, access_key, secret_key, secure=public_secure, region=region)
+            _endpoint(public_url)  # refuse a malformed one now rather than at the first upload
 
     @classmethod
     def from_url(cls, url: str, public_url: str | None = None) -> S3Store:
@@ -181,9 +183,26 @@ class S3Store:
         check_prefix(prefix)
         return await asyncio.to_thread(self._delete_prefix, prefix)
 
-    async def presigned_put(self, key: str, expires: timedelta) -> str:
+    async def presigned_put(
+        self, key: str, expires: timedelta, *, content_type: str | None = None, content_length: int | None = None
+    ) -> str:
         seconds = check_presign_expiry(expires.total_seconds())
-        return self._presigner.presigned_put_object(self.bucket, check_key(key), timedelta(seconds=seconds))
+        headers = {}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        if content_length is not None:
+            headers["Content-Length"] = str(content_length)
+        return presign_put(
+            base_url=self._public_base,
+            bucket=self.bucket,
+            key=check_key(key),
+            region=self.region,
+            access_key=self._access_key,
+            secret_key=self._secret_key,
+            expires_seconds=seconds,
+            headers=headers,
+            now=datetime.now(timezone.utc),
+        )
 
     async def remove_bucket(self) -> None:
         """Remove the (empty) bucket; for tests that made their own."""

@@ -31,7 +31,7 @@ from photosplat_libs.security import hash_token, looks_like_token, new_token, sa
 from photosplat_libs.store import ObjectNotFound, ObjectStore
 
 from photosplat_ingest import repository
-from photosplat_ingest.intake import Intake, delete_quietly, store_images
+from photosplat_ingest.intake import Decoder, Intake, delete_quietly, store_images
 from photosplat_ingest.jobs import NewJob, parse_options, submission_events
 from photosplat_ingest.settings import IngestSettings
 from photosplat_ingest.validation import (
@@ -42,6 +42,7 @@ from photosplat_ingest.validation import (
     check_count,
     check_declared,
     check_poses,
+    check_uploaded_size,
     request_too_large,
     display_name,
     extension,
@@ -59,7 +60,7 @@ class IngestContext:
     store: ObjectStore
     db: Database
     relay: OutboxRelay
-    decode_slots: asyncio.Semaphore
+    decoder: Decoder
 
     @property
     def limits(self) -> Limits:
@@ -83,10 +84,36 @@ class UploadRequest(BaseModel):
     preset: str = "standard"
 
 
-def bearer_token(request: Request) -> str | None:
+def _bearer(request: Request) -> str | None:
+    """The value of a Bearer Authorization header; other schemes (a proxy's Basic credentials) are
+    not ours and count as none."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    value = value.strip()
-    return value if scheme.lower() == "bearer" and looks_like_token(value) else None
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def bearer_token(request: Request) -> str | None:
+    value = _bearer(request)
+    return value if value is not None and looks_like_token(value) else None
+
+
+async def owner_token(ctx: IngestContext, request: Request) -> str:
+    """The token a new job is filed under. Only the server mints tokens (256 bits): a client may
+    present one it was given with an earlier job, but a token no job of this server carries (chosen
+    by the client, mistyped, or whose jobs were all deleted) is refused rather than adopted, so no
+    job ever gets a weak or shared owner token."""
+    presented = _bearer(request)
+    if presented is None:
+        return new_token()
+    if looks_like_token(presented):
+        async with ctx.db.transaction() as session:
+            if await repository.owner_known(session, hash_token(presented)):
+                return presented
+    raise HTTPException(
+        401,
+        "this token was not issued by this server (or all its jobs were deleted): "
+        "send the request without an Authorization header to get a new token",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 def _rejected(exc: ValidationFailed) -> HTTPException:
@@ -121,7 +148,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
 
     @router.post("/recon/jobs", status_code=201)
     async def create_job(request: Request) -> JSONResponse:
-        token = bearer_token(request) or new_token()
+        token = await owner_token(ctx, request)
         try:
             body = await _create_job(ctx, request, token)
         except ValidationFailed as exc:
@@ -130,7 +157,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
 
     @router.post("/recon/uploads", status_code=201)
     async def declare_uploads(declaration: UploadRequest, request: Request) -> JSONResponse:
-        token = bearer_token(request) or new_token()
+        token = await owner_token(ctx, request)
         try:
             body = await _declare_uploads(ctx, declaration, token)
         except ValidationFailed as exc:
@@ -172,7 +199,7 @@ async def _create_job(ctx: IngestContext, request: Request, token: str) -> dict[
         if (too_many := check_count(len(parts), limits)) and too_many.rule is Rule.MAX_FILES:
             raise ValidationFailed([too_many])
         with tempfile.TemporaryDirectory(prefix="photosplat-ingest-") as workdir:
-            intake = Intake(limits, Path(workdir), ctx.decode_slots)
+            intake = Intake(limits, Path(workdir), ctx.decoder)
             if too_many:
                 intake.reject(too_many)
             for index, part in enumerate(parts):
@@ -214,7 +241,8 @@ async def _take_poses(intake: Intake, part: UploadFile | str | None) -> bytes | 
         intake.reject(FileError("poses", Rule.POSES, "a text field where a transforms.json file was expected"))
         return None
     data = await part.read()
-    if problem := check_poses(data, [a.name for a in intake.accepted]):
+    # Up to 10 MB of JSON and a matrix check per frame: not on the event loop.
+    if problem := await asyncio.to_thread(check_poses, data, [a.name for a in intake.accepted]):
         intake.reject(problem)
         return None
     return data
@@ -257,7 +285,14 @@ async def _declare_uploads(ctx: IngestContext, declaration: UploadRequest, token
     ]
     ttl = timedelta(seconds=ctx.settings.upload_url_ttl_seconds)
     expires_at = datetime.now(timezone.utc) + ttl
-    urls = [await ctx.store.presigned_put(u["key"], ttl) for u in uploads]
+    # Each URL takes exactly the declared bytes of the declared type, so nothing larger than what
+    # was checked here can be parked in the store.
+    urls = [
+        await ctx.store.presigned_put(
+            u["key"], ttl, content_type=UPLOAD_CONTENT_TYPES[extension(u["name"])], content_length=u["size"]
+        )
+        for u in uploads
+    ]
     async with ctx.db.transaction() as session:
         repository.add_job(session, job.row(options, stage=Stage.UPLOAD, image_count=len(uploads), uploads=uploads))
     return {
@@ -287,10 +322,16 @@ async def _submit_uploads(ctx: IngestContext, job_id: uuid.UUID, token: str) -> 
         raise HTTPException(404, "no such job")
     if job.stage != Stage.UPLOAD.value:
         raise HTTPException(409, f"this job was already submitted (stage {job.stage!r})")
+    window = timedelta(seconds=ctx.settings.upload_ttl_seconds)
+    if job.created_at + window < datetime.now(timezone.utc):
+        # Its uploads are swept (or about to be): declare the files again.
+        raise HTTPException(
+            410, f"the upload window of this job closed {window} after it was declared: use POST /recon/uploads again"
+        )
     options = JobOptions.model_validate(job.options)
     incoming = [u["key"] for u in job.uploads]
     with tempfile.TemporaryDirectory(prefix="photosplat-ingest-") as workdir:
-        intake = Intake(ctx.limits, Path(workdir), ctx.decode_slots)
+        intake = Intake(ctx.limits, Path(workdir), ctx.decoder)
         bad = [u["key"] for i, u in enumerate(job.uploads) if not await _take_uploaded(ctx, intake, i, u)]
         if intake.errors:
             # The client may upload these again (its URLs may still be valid) and submit again.
@@ -329,8 +370,10 @@ async def _take_uploaded(ctx: IngestContext, intake: Intake, index: int, upload:
     except ObjectNotFound:
         intake.reject(FileError(name, Rule.MISSING, "this file was declared but never uploaded"))
         return False
-    # A presigned S3 PUT cannot cap its size, so the limit is enforced before downloading.
-    if problem := check_declared(name, info.size, intake.limits):
+    # The URL was signed for the declared size; a store that does not check signatures (a test
+    # server) is caught here, before anything is downloaded.
+    problem = check_declared(name, info.size, intake.limits) or check_uploaded_size(name, info.size, upload["size"])
+    if problem:
         intake.reject(problem)
         return False
     return await intake.add(index, name, await ctx.store.get(key))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 from fastapi import APIRouter
@@ -11,7 +10,9 @@ from photosplat_libs.db.outbox import OutboxRelay
 from photosplat_libs.service import Deps, deps_from_settings
 
 from photosplat_ingest.api import IngestContext, build_router
+from photosplat_ingest.intake import Decoder
 from photosplat_ingest.settings import IngestSettings
+from photosplat_ingest.sweeper import UploadSweeper
 
 
 class IngestService:
@@ -21,21 +22,26 @@ class IngestService:
         if deps.db is None:
             raise ValueError("ingest needs a database: it creates the job rows")
         self.relay = OutboxRelay(deps.db, deps.bus)
+        self.decoder = Decoder(settings.decode_concurrency)
+        self.sweeper = UploadSweeper(settings, deps.db, deps.store)
         context = IngestContext(
             settings=settings,
             store=deps.store,
             db=deps.db,
             relay=self.relay,
-            decode_slots=asyncio.Semaphore(settings.decode_concurrency),
+            decoder=self.decoder,
         )
         self.router = build_router(context)
         _mount_folder_uploads(self.router, deps, settings)
 
     async def start(self) -> None:
         self.relay.start()
+        self.sweeper.start()
 
     async def stop(self) -> None:
+        await self.sweeper.stop()
         await self.relay.stop()
+        self.decoder.close()
 
 
 def _mount_folder_uploads(router: APIRouter, deps: Deps, settings: IngestSettings) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,15 +36,32 @@ class AcceptedImage:
     image: SanitizedImage
 
 
-class Intake:
-    """Collects the verdicts on one request's files. Sanitised images wait in ``workdir`` rather
-    than in memory, so a request of hundreds of photos holds one decoded image at a time."""
+class Decoder:
+    """Runs full decodes on at most ``slots`` threads of this process: each holds up to one
+    max_pixels image, so this bounds the memory all requests together spend decoding. A pool rather
+    than a semaphore: a request cancelled mid-decode (the client hung up) cannot free its slot while
+    its thread still decodes."""
 
-    def __init__(self, limits: Limits, workdir: Path, decode_slots: asyncio.Semaphore) -> None:
+    def __init__(self, slots: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="ingest-decode")
+
+    async def sanitize(self, data: bytes, limits: Limits) -> SanitizedImage:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, sanitize, data, limits)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Intake:
+    """Collects the verdicts on one request's files. Files are decoded one after the other and the
+    sanitised images wait in ``workdir`` rather than in memory, so a request of hundreds of photos
+    holds one decoded image at a time."""
+
+    def __init__(self, limits: Limits, workdir: Path, decoder: Decoder) -> None:
         self.limits = limits
         self.errors: list[FileError] = []
         self.accepted: list[AcceptedImage] = []
-        self._workdir, self._slots = workdir, decode_slots
+        self._workdir, self._decoder = workdir, decoder
         self._first_name_by_digest: dict[str, str] = {}
 
     def reject(self, error: FileError) -> None:
@@ -51,12 +69,11 @@ class Intake:
 
     async def add(self, index: int, name: str, data: bytes) -> bool:
         """Validate one file; returns whether it was accepted."""
-        async with self._slots:
-            try:
-                image = await asyncio.to_thread(sanitize, data, self.limits)
-            except FileRejected as exc:
-                self.reject(FileError(name, exc.rule, exc.message))
-                return False
+        try:
+            image = await self._decoder.sanitize(data, self.limits)
+        except FileRejected as exc:
+            self.reject(FileError(name, exc.rule, exc.message))
+            return False
         first = self._first_name_by_digest.setdefault(image.source_sha256, name)
         if first is not name:
             # The same photo twice adds no view, only a zero-baseline pair that confuses SfM.

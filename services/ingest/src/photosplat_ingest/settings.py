@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from photosplat_libs.settings import ServiceSettings
@@ -15,7 +15,9 @@ class IngestSettings(ServiceSettings):
     public_base_url: str = "http://127.0.0.1:8000"
 
     max_file_bytes: int = Field(default=50 * MIB, ge=1)
-    max_pixels: int = Field(default=120_000_000, ge=1)
+    # Checked from the header before any pixel is decoded. A decode holds about one copy of the
+    # pixels (4 bytes each for RGB): 64 MP (61 MP full-frame bodies fit) costs ~260 MB.
+    max_pixels: int = Field(default=64_000_000, ge=1)
     min_side: int = Field(default=100, ge=1)
     # SfM cannot triangulate anything from fewer than three views.
     min_files: int = Field(default=3, ge=1)
@@ -24,13 +26,25 @@ class IngestSettings(ServiceSettings):
     # uncapped body could fill the disk. Larger sets use the presigned uploads.
     max_request_bytes: int = Field(default=1024 * MIB, ge=1)
 
-    # Presigned upload URLs live at most 15 minutes (DESIGN §6: short-lived).
+    # Presigned upload URLs live at most 15 minutes (short-lived), each good for exactly the
+    # declared size and type of its one file.
     upload_url_ttl_seconds: int = Field(default=900, ge=30, le=900)
+    # How long a presigned-upload job waits for its submit. Then what was uploaded is swept and a
+    # submit answers 410; a submitted job's leftover uploads go as soon as its URLs have expired.
+    upload_ttl_seconds: int = Field(default=3600, ge=30)
+    upload_sweep_interval_seconds: float = Field(default=300.0, gt=0)
     # Signs the folder store's upload URLs; empty: a random one per process (enough when the
     # process that signs is the one that serves the uploads, as in embedded mode).
     upload_signing_secret: str = ""
-    # Full decodes running at once in this process: each may hold a max_pixels RGB image in memory.
+    # Full decodes running at once in this process (a thread pool of this size): each holds up to
+    # ~4 bytes x max_pixels, so decode memory stays under decode_concurrency x that.
     decode_concurrency: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _window_outlives_its_urls(self) -> IngestSettings:
+        if self.upload_ttl_seconds < self.upload_url_ttl_seconds:
+            raise ValueError("upload_ttl_seconds must be at least upload_url_ttl_seconds")
+        return self
 
     def public_url(self, path: str) -> str:
         return self.public_base_url.rstrip("/") + path

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
 
+import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 # Pillow decodes only these; everything else (TIFF, PSD, EPS, ...) is refused before any parser of
@@ -46,6 +47,7 @@ class Rule(StrEnum):
     CORRUPT = "corrupt"
     DUPLICATE = "duplicate"
     MISSING = "missing"
+    DECLARED_SIZE = "declared_size"
     OPTIONS = "options"
     POSES = "poses"
 
@@ -53,7 +55,7 @@ class Rule(StrEnum):
 @dataclass(frozen=True)
 class Limits:
     max_file_bytes: int = 50 * 1024 * 1024
-    max_pixels: int = 120_000_000
+    max_pixels: int = 64_000_000
     min_side: int = 100
     min_files: int = 3
     max_files: int = 1000
@@ -133,48 +135,115 @@ POSES_FILE = "transforms.json"
 MAX_POSES_BYTES = 10 * 1024 * 1024
 # SfM needs three views; so does a job that brings its own cameras.
 MIN_POSED_PHOTOS = 3
+# Every number photosplat_libs.transforms reads, with the values it can use. A horizontal field of
+# view this close to 0 or pi gives an infinite or zero focal length.
+_POSITIVE_FIELDS = ("fl_x", "fl_y", "w", "h")
+_REAL_FIELDS = ("cx", "cy")
+_MIN_ANGLE = 1e-6
+# Capture apps round their matrices; a rotation further than this from orthonormal is not a pose.
+_ROTATION_TOLERANCE = 1e-2
+# Room for georeferenced (UTM) coordinates; far beyond, scene statistics overflow.
+_MAX_TRANSLATION = 1e9
+
+
+class _BadPoses(ValueError):
+    pass
 
 
 def check_poses(data: bytes, photo_names: Sequence[str]) -> FileError | None:
     """A NeRF-style ``transforms.json``: a ``frames`` list, each with a ``file_path`` naming one of
-    the photos (by file name, any folder and extension) and a 4x4 ``transform_matrix``, and a focal
-    length (``camera_angle_x`` or ``fl_x``, shared or per frame)."""
+    the photos (by file name, any folder and extension; one frame per photo) and a 4x4 rigid
+    ``transform_matrix``, and a focal length (``camera_angle_x`` or ``fl_x``, shared or per frame).
+    Every number the camera reader uses must be finite (a JSON ``true`` is not a number); focal
+    lengths and sizes positive."""
+    try:
+        _check_poses(data, photo_names)
+    except _BadPoses as exc:
+        return FileError(POSES_FILE, Rule.POSES, str(exc))
+    return None
 
-    def bad(message: str) -> FileError:
-        return FileError(POSES_FILE, Rule.POSES, message)
 
+def _check_poses(data: bytes, photo_names: Sequence[str]) -> None:
     if len(data) > MAX_POSES_BYTES:
-        return bad(f"{len(data)} bytes exceeds the limit of {MAX_POSES_BYTES} bytes for a poses file")
+        raise _BadPoses(f"{len(data)} bytes exceeds the limit of {MAX_POSES_BYTES} bytes for a poses file")
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return bad(f"not valid JSON ({exc})")
+        raise _BadPoses(f"not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise _BadPoses("nested too deeply to be a transforms.json") from exc
     frames = doc.get("frames") if isinstance(doc, dict) else None
     if not isinstance(frames, list) or not frames:
-        return bad('no "frames" list: expected a NeRF-style transforms.json')
+        raise _BadPoses('no "frames" list: expected a NeRF-style transforms.json')
+    _check_intrinsics(doc, "the file")
     stems = {PurePosixPath(name).stem for name in photo_names}
-    matched = 0
+    frame_of_photo: dict[str, int] = {}
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
-            return bad(f'frame {i} has no "file_path"')
-        matrix = frame.get("transform_matrix")
-        if not (
-            isinstance(matrix, list)
-            and len(matrix) == 4
-            and all(isinstance(row, list) and len(row) == 4 for row in matrix)
-            and all(isinstance(v, int | float) and math.isfinite(v) for row in matrix for v in row)
-        ):
-            return bad(f'frame {i} ({frame["file_path"]}) has no 4x4 "transform_matrix" of finite numbers')
-        intrinsics = {**doc, **frame}
-        if not any(isinstance(intrinsics.get(k), int | float) and intrinsics[k] > 0 for k in ("fl_x", "camera_angle_x")):
-            return bad(f'frame {i} ({frame["file_path"]}) has no focal length ("camera_angle_x" or "fl_x")')
-        matched += PurePosixPath(frame["file_path"]).stem in stems
-    if matched < MIN_POSED_PHOTOS:
-        return bad(
-            f"its frames name {matched} of the uploaded photos; at least {MIN_POSED_PHOTOS} must match "
-            "by file name (e.g. file_path \"images/IMG_0001\" for IMG_0001.jpg)"
+            raise _BadPoses(f'frame {i} has no "file_path"')
+        where = f'frame {i} ({frame["file_path"][:100]})'
+        _check_intrinsics(frame, where)
+        _check_pose(frame.get("transform_matrix"), where)
+        if "fl_x" not in frame and "camera_angle_x" not in frame and "fl_x" not in doc and "camera_angle_x" not in doc:
+            raise _BadPoses(f'{where} has no focal length ("camera_angle_x" or "fl_x")')
+        stem = PurePosixPath(frame["file_path"]).stem
+        if stem in stems and (first := frame_of_photo.setdefault(stem, i)) != i:
+            raise _BadPoses(f"{where} names the same photo as frame {first}")
+    if len(frame_of_photo) < MIN_POSED_PHOTOS:
+        raise _BadPoses(
+            f"its frames name {len(frame_of_photo)} of the uploaded photos; at least {MIN_POSED_PHOTOS} must "
+            'match by file name (e.g. file_path "images/IMG_0001" for IMG_0001.jpg)'
         )
-    return None
+
+
+def _real(value: object) -> float | None:
+    """``value`` as a finite float, or None: bools, strings, nulls, NaN, infinities and integers
+    too large for a float are not numbers a camera can use."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _check_intrinsics(fields: dict[str, object], where: str) -> None:
+    def bad(name: str, rule: str) -> _BadPoses:
+        return _BadPoses(f'{where}: "{name}" must be {rule}, not {str(fields[name])[:40]!r}')
+
+    for name in (*_POSITIVE_FIELDS, *_REAL_FIELDS, "camera_angle_x"):
+        if name not in fields:
+            continue
+        number = _real(fields[name])
+        if number is None:
+            raise bad(name, "a finite number")
+        if name in _POSITIVE_FIELDS and number <= 0:
+            raise bad(name, "a positive number")
+        if name == "camera_angle_x" and not _MIN_ANGLE <= number <= math.pi - _MIN_ANGLE:
+            raise bad(name, "an angle in radians between 0 and pi")
+
+
+def _check_pose(matrix: object, where: str) -> None:
+    """A camera-to-world rigid transform whose inverse (what SfM uses) is finite."""
+    problem = f'{where} has no 4x4 "transform_matrix" of finite numbers'
+    if not (isinstance(matrix, list) and len(matrix) == 4 and all(isinstance(r, list) and len(r) == 4 for r in matrix)):
+        raise _BadPoses(problem)
+    numbers = [_real(v) for row in matrix for v in row]
+    if any(v is None for v in numbers):
+        raise _BadPoses(problem)
+    pose = np.array(numbers, dtype=float).reshape(4, 4)
+    rotation = pose[:3, :3]
+    with np.errstate(all="ignore"):
+        rigid = (
+            np.allclose(pose[3], (0, 0, 0, 1))
+            and np.allclose(rotation.T @ rotation, np.eye(3), atol=_ROTATION_TOLERANCE)
+            and np.linalg.det(rotation) > 0
+        )
+    if not rigid:
+        raise _BadPoses(f'{where}: "transform_matrix" is not a rigid pose (a rotation and a translation)')
+    if np.abs(pose[:3, 3]).max() > _MAX_TRANSLATION:
+        raise _BadPoses(f'{where}: "transform_matrix" puts the camera over {_MAX_TRANSLATION:g} from the origin')
 
 
 def request_too_large(size: int, limits: Limits) -> FileError:
@@ -198,6 +267,12 @@ def check_declared(name: str, size: int | None, limits: Limits) -> FileError | N
     return None
 
 
+def check_uploaded_size(name: str, size: int, declared: int) -> FileError | None:
+    if size != declared:
+        return FileError(name, Rule.DECLARED_SIZE, f"{size} bytes were uploaded, {declared} were declared")
+    return None
+
+
 def sanitize(data: bytes, limits: Limits) -> SanitizedImage:
     """Fully decode an upload and re-encode its pixels with only SfM-relevant EXIF.
 
@@ -212,16 +287,20 @@ def sanitize(data: bytes, limits: Limits) -> SanitizedImage:
     img = _open(data)
     source_format = img.format
     _check_dimensions(img.size, limits)
+    # One decoded copy of the pixels at a time (the pixel limit bounds it): the rotation and the
+    # mode conversion replace it rather than keep the original beside the result.
     try:
         img.load()
         exif = img.getexif()
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise FileRejected(Rule.CORRUPT, f"the image could not be fully decoded ({exc})") from exc
     tags = _sfm_tags(exif)
     width, height = img.size
     ext = ".png" if source_format == "PNG" else ".jpg"
-    encoded = _encode(_pixels_only(img), ext, tags.exif_bytes())
+    img = _pixels_only(img)
+    encoded = _encode(img, ext, tags.exif_bytes())
+    img.close()
     return SanitizedImage(
         data=encoded,
         ext=ext,
@@ -321,10 +400,13 @@ def _positive(value: object) -> float | None:
 def _pixels_only(img: Image.Image) -> Image.Image:
     """8-bit RGB or L pixels with no metadata left in ``info`` (PNG saving falls back to ``info``
     for the ICC profile, and other writers for XMP)."""
+    source = img
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         img = img.convert("I").point(lambda v: v / 256).convert("L")
     elif img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
+    if img is not source:
+        source.close()
     img.info = {}
     return img
 

@@ -177,13 +177,21 @@ async function start(event) {
   $("clear-button").disabled = true;
   const files = [...accepted];
   try {
-    const declared = await api("/recon/uploads", {
+    const declaration = {
       method: "POST",
       body: {
         files: files.map((f) => ({ name: f.name, size: f.size, content_type: f.type })),
         original_resolution: $("original-resolution").checked,
       },
-    });
+    };
+    let declared;
+    try {
+      declared = await api("/recon/uploads", declaration);
+    } catch (error) {
+      // A token the server no longer knows (every job under it deleted): start afresh with a new one.
+      if (!(error instanceof ApiError && error.status === 401)) throw error;
+      declared = await api("/recon/uploads", { ...declaration, token: null });
+    }
     setToken(declared.token);
     $("progress-section").hidden = false;
     $("file-progress").replaceChildren();
