@@ -31,6 +31,11 @@ def train(job_id: uuid.UUID, name: str) -> str:
     return f"jobs/{job_id}/train/{name}"
 
 
+def train_checkpoint(job_id: uuid.UUID) -> str:
+    """The trainer's latest checkpoint: kept while the job may resume, dropped when it ends."""
+    return train(job_id, "checkpoint.pt")
+
+
 def output(job_id: uuid.UUID, name: str) -> str:
     return f"jobs/{job_id}/output/{name}"
 
@@ -44,3 +49,8 @@ def stage_result(job_id: uuid.UUID, stage: str) -> str:
     """The result event of a finished stage (``jobs/{id}/sfm/result.json``): a redelivered work
     message republishes it instead of doing the work again."""
     return f"jobs/{job_id}/{stage}/result.json"
+
+
+def stage_progress(job_id: uuid.UUID, stage: str) -> str:
+    """How far the deliveries of a stage's work request got (the worker's attempt accounting)."""
+    return f"jobs/{job_id}/{stage}/progress.json"

@@ -9,6 +9,8 @@ context, whose ``progress``/``log``/``check_cancelled`` are safe to call from an
 Failures: :class:`UserError` (the photos cannot give a result) and any :class:`WorkError` with
 ``retryable=False`` fail the job at once; any other exception is retried through the bus's
 redelivery until the queue's ``delivery_limit``; every failure is published as ``StageFailed``.
+A delivery lost while the job was progressing does not count against that limit (see
+:mod:`photosplat_libs.deliveries`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import asyncio
 import logging
 import math
 import os
-import shutil
+import signal
 import socket
-import tempfile
 import threading
 import time
 import traceback
@@ -31,8 +32,10 @@ from typing import Any, NoReturn, TypeVar
 
 from fastapi import APIRouter
 
-from photosplat_libs import keys, topology
+from photosplat_libs import deliveries, keys, topology
 from photosplat_libs.bus import Delivery, QueueSpec
+from photosplat_libs.errors import UserError, WorkError
+from photosplat_libs.deliveries import ProgressLedger, ProgressMarks
 from photosplat_libs.events import (
     CancelRequested,
     Envelope,
@@ -45,6 +48,7 @@ from photosplat_libs.events import (
     decode,
     encode,
 )
+from photosplat_libs.scratch import ScratchRoot
 from photosplat_libs.service import Deps
 from photosplat_libs.store import ObjectNotFound, ObjectStore
 
@@ -59,28 +63,12 @@ CANCEL_GRACE_SECONDS = 2.0
 # Tracebacks travel in events and end up in the database: keep the end, where the cause is.
 TRACEBACK_MAX_CHARS = 20_000
 _REMEMBERED_CANCELS = 10_000
+# How often the worker puts Python's SIGTERM/SIGINT handlers back (see _rearm_signal_handlers).
+SIGNAL_REARM_SECONDS = 1.0
 
 
 class JobCancelled(Exception):
     """Raised by :meth:`JobContext.check_cancelled` once the job was cancelled or deleted."""
-
-
-class WorkError(Exception):
-    """A failure the work function explains itself; ``retryable`` says whether another attempt can help."""
-
-    retryable: bool = True
-
-    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
-        super().__init__(message)
-        if retryable is not None:
-            self.retryable = retryable
-
-
-class UserError(WorkError):
-    """The input cannot give a result (e.g. too few photos registered); the message is for the
-    photographer, so say what to change."""
-
-    retryable = False
 
 
 class _WorkerStopping(Exception):
@@ -95,8 +83,11 @@ class _Reporter:
     """Publishes a job's progress, log lines and heartbeats from one task, so that calls from the
     work's thread only record values and wake the task (never touch the bus themselves)."""
 
-    def __init__(self, deps: Deps, trigger: Envelope, stage: Stage, heartbeat_seconds: float) -> None:
+    def __init__(
+        self, deps: Deps, trigger: Envelope, stage: Stage, heartbeat_seconds: float, marks: ProgressMarks
+    ) -> None:
         self._bus, self._trigger, self._stage, self._heartbeat = deps.bus, trigger, stage, heartbeat_seconds
+        self._marks = marks
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         self._fraction: float = 0.0
@@ -174,6 +165,9 @@ class _Reporter:
                 self._progress_dirty = False
             fraction, eta, metrics = self._fraction, self._eta, dict(self._metrics)
         job_id, attempt = self._trigger.job_id, self._trigger.attempt
+        if send_progress or force:
+            # Stored before it is announced: whoever saw the progress can count on the mark.
+            await self._marks.note(fraction, force=force)
         if lines:
             self._log_sent_at = now
             await self._publish(LogLines(job_id=job_id, attempt=attempt, stage=self._stage, lines=lines))
@@ -296,12 +290,16 @@ class Worker:
         self._heartbeat = heartbeat_seconds
         # A transient failure (store or network blip) is retried after a pause, not in a hot loop.
         self._retry_delay = retry_delay_seconds
-        self._work_root = work_root
+        self._scratch = ScratchRoot(work_root, service)
         self._running: dict[uuid.UUID, tuple[JobContext, asyncio.Future[Envelope]]] = {}
         self._cancelled_jobs: OrderedDict[uuid.UUID, None] = OrderedDict()
         self._stopping = False
+        self._signal_guard: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # Before the first job: folders of workers that were killed go, this process's are locked.
+        await asyncio.to_thread(self._scratch.open)
+        self._signal_guard = asyncio.create_task(_keep_signal_handlers(), name=f"{self.name}-signals")
         await topology.declare_topology(self.deps.bus)
         # Cancels first, so that no job starts before this worker can hear its cancellation.
         await self.deps.bus.consume(topology.cancel_queue(self.name, self.worker_name), self._on_control)
@@ -317,6 +315,10 @@ class Worker:
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS + 2.0
         while self._running and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        if self._signal_guard is not None:
+            self._signal_guard.cancel()
+        if not self._running:
+            await asyncio.to_thread(self._scratch.close)
 
     async def _on_control(self, event: Envelope, _delivery: Delivery) -> None:
         if not isinstance(event, (CancelRequested, JobDeleted)):
@@ -355,15 +357,39 @@ class Worker:
         if stored is not None:
             log.info("%s: job %s already done, republishing its result", self.worker_name, event.job_id)
             return stored
+        ledger = await deliveries.load(self.deps.store, event.job_id, self.stage, event.attempt)
+        if delivery.delivery_count > 1 and ledger.may_renew():
+            await self._renew(event, ledger)
+            return None
+        ledger.started_from = ledger.best
+        await deliveries.save(self.deps.store, event.job_id, self.stage, ledger)
         await self.deps.bus.publish(
             StageStarted(job_id=event.job_id, attempt=event.attempt, stage=self.stage, worker=self.worker_name)
         )
-        return await self._run(event, delivery)
+        return await self._run(event, delivery, ledger)
+
+    async def _renew(self, event: Envelope, ledger: ProgressLedger) -> None:
+        """Put the request back as a fresh message (the caller acks this one): the deliveries the
+        broker counted so far ended while the job was getting further, so they were no crash of it.
+        The copy goes first, so a crash in between leaves two (a duplicate is harmless) rather than none."""
+        line = (
+            f"{self.stage}: the last worker stopped after reaching {ledger.best:.0%}; "
+            "continuing from there without using up an attempt"
+        )
+        log.info("%s: job %s: %s", self.worker_name, event.job_id, line)
+        await self.deps.bus.publish(event)
+        ledger.renewals += 1
+        ledger.started_from = ledger.best
+        await deliveries.save(self.deps.store, event.job_id, self.stage, ledger)
+        await self.deps.bus.publish(self._log_event(event, line))
 
     async def _failed(self, event: Envelope, delivery: Delivery, exc: Exception) -> None:
         """Publish StageFailed; re-raise (the bus redelivers) if another delivery may help."""
         retryable = not (isinstance(exc, WorkError) and not exc.retryable)
-        final = not retryable or delivery.delivery_count >= self.queue.delivery_limit
+        at_limit = delivery.delivery_count >= self.queue.delivery_limit
+        # A failure after progress at the last delivery starts afresh instead of failing the job.
+        renewable = await self._renewable(event) if retryable and at_limit else None
+        final = not retryable or (at_limit and renewable is None)
         log.warning(
             "%s: job %s failed in %s (delivery %d, final=%s): %r",
             self.worker_name,
@@ -386,14 +412,26 @@ class Worker:
                 final=final,
             )
         )
-        if not final:
-            await asyncio.sleep(self._retry_delay)
+        if final:
+            return
+        await asyncio.sleep(self._retry_delay)
+        if renewable is None:
             raise exc
+        await self._renew(event, renewable)
 
-    async def _run(self, event: Envelope, delivery: Delivery) -> Envelope:
+    async def _renewable(self, event: Envelope) -> ProgressLedger | None:
+        try:
+            ledger = await deliveries.load(self.deps.store, event.job_id, self.stage, event.attempt)
+        except Exception:
+            log.warning("could not read the progress ledger of job %s", event.job_id, exc_info=True)
+            return None
+        return ledger if ledger.may_renew() else None
+
+    async def _run(self, event: Envelope, delivery: Delivery, ledger: ProgressLedger) -> Envelope:
         """Run the work with a reporter and a work dir; store its result (not yet published)."""
-        work_dir = Path(tempfile.mkdtemp(prefix=f"photosplat-{self.name}-{event.job_id}-", dir=self._work_root))
-        reporter = _Reporter(self.deps, event, self.stage, self._heartbeat)
+        work_dir = await asyncio.to_thread(self._scratch.job_dir, event.job_id)
+        marks = ProgressMarks(self.deps.store, event.job_id, self.stage, ledger)
+        reporter = _Reporter(self.deps, event, self.stage, self._heartbeat, marks)
         ctx = JobContext(event, self.stage, self.deps.store, work_dir, delivery.delivery_count, reporter)
         task = asyncio.ensure_future(self._work(event, ctx))
         self._running[event.job_id] = (ctx, task)
@@ -414,9 +452,11 @@ class Worker:
         finally:
             try:
                 await reporter.close()
-                await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
+                await asyncio.to_thread(self._scratch.remove, work_dir)
             finally:
                 del self._running[event.job_id]
+                # The work may have loaded a library that took over SIGTERM (pycolmap does).
+                _rearm_signal_handlers()
 
     async def _is_cancelled(self, job_id: uuid.UUID) -> bool:
         return job_id in self._cancelled_jobs or await self.deps.store.exists(keys.cancel_marker(job_id))
@@ -461,6 +501,28 @@ async def _until_done_or_cancelled(task: asyncio.Future[Envelope], ctx: JobConte
     if ctx.cancelled and (task.cancelled() or task.exception() is not None):
         raise JobCancelled()
     return task.result()
+
+
+def _rearm_signal_handlers() -> None:
+    """Put Python's own SIGTERM/SIGINT handlers back at the C level. Native libraries install
+    theirs behind Python's back: importing pycolmap installs glog's failure handler, which on
+    SIGTERM prints a stack and kills the process, skipping the graceful stop (the job's scratch
+    folder stays, its message is not handed back cleanly). ``signal.getsignal`` still reports
+    Python's handler then, so it is simply installed again."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals belong to the main thread (the runner's loop runs there)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            signal.signal(sig, handler)
+
+
+async def _keep_signal_handlers() -> None:
+    """A library can take over SIGTERM in the middle of a job (pycolmap on first import), so the
+    handlers are put back every second, not only between jobs."""
+    while True:
+        _rearm_signal_handlers()
+        await asyncio.sleep(SIGNAL_REARM_SECONDS)
 
 
 def _retrieve_exception(task: asyncio.Future[Any]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aio_pika
 import pytest
 
-from photosplat_libs.bus import DEAD_LETTER_QUEUE, Bus, Delivery, QueueSpec, Reject, Unroutable
+from photosplat_libs.bus import DEAD_LETTER_QUEUE, Bus, Death, Delivery, QueueSpec, Reject, Unroutable
 from photosplat_libs.bus.memory import MemoryBus
 from photosplat_libs.bus.rabbit import RabbitBus, qualified
 from photosplat_libs.events import Envelope, ImagesValidated, JobSubmitted, SfmDone, encode
@@ -183,6 +183,8 @@ async def test_delivery_limit_dead_letters(broker: Broker) -> None:
     assert [(await work.next()).delivery_count for _ in range(2)] == [1, 2]
     parked = await dead.next()
     assert (parked.event, parked.queue, parked.delivery_count) == (event, "dead", 1)
+    # The consumer of dead letters learns where and why each died (RabbitMQ's x-death).
+    assert parked.death == Death(queue="work", reason="delivery_limit")
     await work.assert_quiet()
     assert await broker.parked(1) == [encode(event)]
 
@@ -195,7 +197,8 @@ async def test_reject_dead_letters_at_once(broker: Broker) -> None:
     await bus.publish(event := sfm_done())
 
     assert (await work.next()).delivery_count == 1
-    assert (await dead.next()).event == event
+    parked = await dead.next()
+    assert (parked.event, parked.death) == (event, Death(queue="work", reason="rejected"))
     await work.assert_quiet()
 
 

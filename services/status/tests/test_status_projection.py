@@ -329,4 +329,6 @@ async def test_a_work_request_its_worker_keeps_crashing_on_fails_the_job(embedde
     await kit.eventually(failed)
     row = await kit.load_job(embedded.db, job.id)
     assert row is not None and row.error_stage == "sfm"
-    assert row.error_message == "the sfm worker stopped 3 times while processing this job"
+    assert row.error_message == (
+        "the sfm work request was dead-lettered after 3 deliveries: its worker stopped on each without getting further"
+    )

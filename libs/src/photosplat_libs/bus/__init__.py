@@ -6,7 +6,8 @@ Semantics every adapter keeps (the in-memory one included, so that tests of it m
   event that no queue is bound to raises :class:`Unroutable` (mandatory publishing);
 - a handler that returns acknowledges the message; one that raises puts it back for redelivery;
   a message delivered ``delivery_limit`` times without an ack, or one that raises :class:`Reject`,
-  or one whose body is not a valid event, goes to the dead-letter queue;
+  or one whose body is not a valid event, goes to the dead-letter queue; its consumer learns from
+  :attr:`Delivery.death` which queue it died in and why;
 - messages of one consumer are handled one at a time, in delivery order.
 """
 
@@ -35,11 +36,23 @@ class Reject(Exception):
 
 
 @dataclass(frozen=True)
+class Death:
+    """Where a dead letter died (RabbitMQ's ``x-first-death-queue``/``-reason``)."""
+
+    # The queue's name as in its QueueSpec (without the namespace).
+    queue: str
+    # "delivery_limit" or "rejected" (RabbitMQ may also say "expired" or "maxlen").
+    reason: str
+
+
+@dataclass(frozen=True)
 class Delivery:
     event: Envelope
     # 1 on the first delivery, 2 on the first redelivery, ...
     delivery_count: int
     queue: str
+    # Set on the deliveries of a dead-letter queue.
+    death: Death | None = None
 
 
 Handler = Callable[[Envelope, Delivery], Awaitable[None]]

@@ -10,7 +10,7 @@ from enum import Enum
 
 from pydantic import ValidationError
 
-from photosplat_libs.bus import Delivery, Handler, Reject
+from photosplat_libs.bus import Death, Delivery, Handler, Reject
 from photosplat_libs.events import decode
 
 log = logging.getLogger("photosplat_libs.bus")
@@ -23,7 +23,9 @@ class Outcome(Enum):
     DEAD_LETTER = "dead_letter"
 
 
-async def dispatch(handler: Handler, body: bytes, queue: str, delivery_count: int) -> Outcome:
+async def dispatch(
+    handler: Handler, body: bytes, queue: str, delivery_count: int, death: Death | None = None
+) -> Outcome:
     """Raises ``CancelledError`` only when the consumer itself is being cancelled (closing bus):
     the message is then neither acked nor rejected, so it goes back to its queue."""
     try:
@@ -33,7 +35,7 @@ async def dispatch(handler: Handler, body: bytes, queue: str, delivery_count: in
         return Outcome.DEAD_LETTER
     context = f"queue {queue}: {event.type} {event.event_id} (job {event.job_id}, delivery {delivery_count})"
     try:
-        await handler(event, Delivery(event=event, delivery_count=delivery_count, queue=queue))
+        await handler(event, Delivery(event=event, delivery_count=delivery_count, queue=queue, death=death))
     except Reject as exc:
         log.warning("%s rejected, dead-lettering: %s", context, exc)
         return Outcome.DEAD_LETTER

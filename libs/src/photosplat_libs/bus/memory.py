@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from photosplat_libs.bus import BusError, Handler, QueueSpec, Unroutable
+from photosplat_libs.bus import BusError, Death, Handler, QueueSpec, Unroutable
 from photosplat_libs.bus._dispatch import Outcome, dispatch
 from photosplat_libs.events import Envelope, encode
 
@@ -55,6 +55,7 @@ class _Message:
     routing_key: str
     body: bytes
     deliveries: int = 0
+    death: Death | None = None
 
 
 class _Consumer:
@@ -224,7 +225,9 @@ class MemoryBus:
         try:
             while True:
                 in_flight = await consumer.next()
-                outcome = await dispatch(handler, in_flight.body, queue.spec.name, in_flight.deliveries)
+                outcome = await dispatch(
+                    handler, in_flight.body, queue.spec.name, in_flight.deliveries, in_flight.death
+                )
                 if outcome is Outcome.DEAD_LETTER:
                     self._dead_letter(queue, in_flight, "rejected")
                 elif outcome is Outcome.REQUEUE:
@@ -255,6 +258,8 @@ class MemoryBus:
             log.error("queue %s: dropping a dead letter (%s, %s)", queue.spec.name, message.routing_key, reason)
             return
         self._parked.append(DeadLetter(queue.spec.name, message.routing_key, message.body, reason))
+        # RabbitMQ keeps the first death when a dead letter dies again.
+        death = message.death or Death(queue.spec.name, reason)
         for target in self._queues.values():
             if target.spec.dead_letters and target.matches(message.routing_key):
-                target.put(_Message(message.routing_key, message.body))
+                target.put(_Message(message.routing_key, message.body, death=death))

@@ -38,6 +38,7 @@ from photosplat_libs.bus import (
     DEAD_LETTER_QUEUE,
     EXCHANGE,
     BusError,
+    Death,
     Handler,
     QueueSpec,
     Unroutable,
@@ -79,6 +80,14 @@ def _delivery_count(message: AbstractIncomingMessage) -> int:
         return returned + 1
     # Classic (exclusive) queues only say whether the message was delivered before.
     return 2 if message.redelivered else 1
+
+
+def _death(message: AbstractIncomingMessage, namespace: str) -> Death | None:
+    headers = message.headers or {}
+    queue, reason = headers.get("x-first-death-queue"), headers.get("x-first-death-reason")
+    if not isinstance(queue, str) or not isinstance(reason, str):
+        return None
+    return Death(queue=queue.removeprefix(qualified(namespace, "")), reason=reason)
 
 
 class RabbitBus:
@@ -199,7 +208,9 @@ class RabbitBus:
         async with messages:
             async for message in messages:
                 # Cancelled mid-handler, the message stays unacked: closing the channel requeues it.
-                outcome = await dispatch(handler, message.body, spec.name, _delivery_count(message))
+                outcome = await dispatch(
+                    handler, message.body, spec.name, _delivery_count(message), _death(message, self._namespace)
+                )
                 await _settle(message, outcome, spec.name)
 
 

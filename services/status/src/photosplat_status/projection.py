@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from photosplat_libs import keys, topology
-from photosplat_libs.bus import Delivery
+from photosplat_libs.bus import Death, Delivery
 from photosplat_libs.db import Database
 from photosplat_libs.db.models import ErrorLog, Job, JobStatus, LogLine
 from photosplat_libs.events import (
@@ -213,9 +214,25 @@ async def project(db: Database, store: ObjectStore, event: Envelope) -> None:
             if await repo.is_processed(session, event.event_id):
                 return
             repo.add_processed(session, event, now)
+            was_terminal = jobstate.is_terminal(job)
             await HANDLERS[type(event)](event, Ctx(session, job, now))
+            if jobstate.is_terminal(job) and (not was_terminal or _may_follow_a_checkpoint(event)):
+                await drop_checkpoint(store, job.id)
             return
     await forget_deleted(store, event)
+
+
+async def drop_checkpoint(store: ObjectStore, job_id: uuid.UUID) -> None:
+    """An ended job never resumes: its training checkpoint (hundreds of MB) goes. Called before
+    the commit that ends the job, so a failure leaves the event to be applied again."""
+    await store.delete(keys.train_checkpoint(job_id))
+
+
+def _may_follow_a_checkpoint(event: Envelope) -> bool:
+    """An event of a trainer that was still stopping when its job ended (cancel): it may have saved
+    one more checkpoint before it noticed, and it reports after that. The cancel itself arrives
+    here as CancelRequested (the API ended the job)."""
+    return isinstance(event, CancelRequested) or getattr(event, "stage", None) == Stage.TRAIN
 
 
 async def forget_deleted(store: ObjectStore, event: Envelope) -> None:
@@ -232,28 +249,45 @@ _WORK_QUEUES: dict[type[Envelope], tuple[Stage, topology.QueueSpec]] = {
 }
 
 
-async def on_dead_letter(db: Database, store: ObjectStore, event: Envelope) -> None:
-    """A message some queue gave up on. The bus does not say which queue: a work request that status
-    has already applied died in its worker's queue (the worker crashed on it every time); anything
-    else died in status's own queue (e.g. the database was down through every delivery), so it is
-    applied now (projection is idempotent)."""
+async def on_dead_letter(db: Database, store: ObjectStore, event: Envelope, death: Death | None) -> None:
+    """A message some queue gave up on. A work request that died in its worker's queue failed the
+    job: the worker stopped on every delivery without getting further (see
+    photosplat_libs.deliveries). Anything else died in status's own queue (e.g. the database was
+    down through every delivery), so it is applied now (projection is idempotent)."""
     work = _WORK_QUEUES.get(type(event))
-    if work is not None:
+    if work is not None and death is not None and death.queue == work[1].name:
+        stage, queue = work
+        log.error(
+            "job %s: %s dead-lettered by %s (%s); recording it as the job's failure",
+            event.job_id,
+            event.type,
+            death.queue,
+            death.reason,
+        )
         async with db.transaction() as session:
             job = await repo.lock_job(session, event.job_id)
-            if job is not None and await repo.is_processed(session, event.event_id):
-                stage, queue = work
-                await _record_crash(session, job, event, stage, queue.delivery_limit)
+            if job is not None:
+                await _record_crash(session, store, job, event, stage, _reason(stage, queue, death))
                 return
     await project(db, store, event)
 
 
-async def _record_crash(session: AsyncSession, job: Job, event: Envelope, stage: Stage, deliveries: int) -> None:
+def _reason(stage: Stage, queue: topology.QueueSpec, death: Death) -> str:
+    if death.reason == "delivery_limit":
+        return (
+            f"the {stage.value} work request was dead-lettered after {queue.delivery_limit} deliveries: "
+            "its worker stopped on each without getting further"
+        )
+    return f"the {stage.value} work request was dead-lettered ({death.reason})"
+
+
+async def _record_crash(
+    session: AsyncSession, store: ObjectStore, job: Job, event: Envelope, stage: Stage, message: str
+) -> None:
     # A terminal job has its outcome already (a worker that rejects a job reports StageFailed
     # first); the same dead letter twice is recorded once.
     if jobstate.is_terminal(job) or await repo.has_error(session, job.id, WORKER_CRASHED, event.attempt):
         return
-    message = f"the {stage.value} worker stopped {deliveries} times while processing this job"
     # Recovery may already have sent a later attempt: then this one is history, not the end.
     final = event.attempt >= job.attempt
     now = datetime.now(timezone.utc)
@@ -270,16 +304,19 @@ async def _record_crash(session: AsyncSession, job: Job, event: Envelope, stage:
     )
     if final:
         jobstate.fail(job, stage.value, message, now)
+        await drop_checkpoint(store, job.id)
 
 
-def _with_backoff(apply: Callable[[Envelope], Awaitable[None]]) -> Callable[[Envelope, Delivery], Awaitable[None]]:
+def _with_backoff(
+    apply: Callable[[Envelope, Delivery], Awaitable[None]],
+) -> Callable[[Envelope, Delivery], Awaitable[None]]:
     """The bus redelivers a failed message at once; waiting a little longer after each failure
     spreads the delivery limit over about a minute, so a short database outage does not send
     every event in flight to the dead letters."""
 
     async def consume(event: Envelope, delivery: Delivery) -> None:
         try:
-            await apply(event)
+            await apply(event, delivery)
         except Exception:
             await asyncio.sleep(min(RETRY_BASE_SECONDS * 2 ** (delivery.delivery_count - 1), RETRY_MAX_SECONDS))
             raise
@@ -288,8 +325,8 @@ def _with_backoff(apply: Callable[[Envelope], Awaitable[None]]) -> Callable[[Env
 
 
 def event_consumer(db: Database, store: ObjectStore) -> Callable[[Envelope, Delivery], Awaitable[None]]:
-    return _with_backoff(lambda event: project(db, store, event))
+    return _with_backoff(lambda event, _delivery: project(db, store, event))
 
 
 def dead_letter_consumer(db: Database, store: ObjectStore) -> Callable[[Envelope, Delivery], Awaitable[None]]:
-    return _with_backoff(lambda event: on_dead_letter(db, store, event))
+    return _with_backoff(lambda event, delivery: on_dead_letter(db, store, event, delivery.death))

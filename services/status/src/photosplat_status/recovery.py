@@ -24,6 +24,7 @@ from photosplat_libs.events import Envelope, ImagesValidated, Stage, retry_of
 from photosplat_libs.store import ObjectStore
 from photosplat_status import jobstate, lifecycle
 from photosplat_status import repository as repo
+from photosplat_status.projection import drop_checkpoint
 from photosplat_status.settings import StatusSettings
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,14 @@ class Recovery:
             return 0  # its next message is on the way (outbox)
         request = await repo.latest_work_request(session, job.id)
         if request is None:
-            self._give_up(session, job, now, f"the job was interrupted in stage {job.stage} before processing started")
+            message = f"the job was interrupted in stage {job.stage} before processing started"
+            await self._give_up(session, job, now, message)
             return 1
         stage = _stage_of(request)
         if not lost_queues and not await repo.was_started(session, request, stage):
             return 0  # still queued
         if job.attempt >= self._settings.max_attempts:
-            self._give_up(
+            await self._give_up(
                 session,
                 job,
                 now,
@@ -83,13 +85,14 @@ class Recovery:
         log.warning("job %s: %s re-dispatched as attempt %d", job.id, request.type, job.attempt)
         return 1
 
-    def _give_up(self, session: AsyncSession, job: Job, now: datetime, message: str) -> None:
+    async def _give_up(self, session: AsyncSession, job: Job, now: datetime, message: str) -> None:
         session.add(
             ErrorLog(
                 job_id=job.id, stage=job.stage, error_type=GAVE_UP, message=message, attempt=job.attempt, created_at=now
             )
         )
         jobstate.fail(job, job.stage, message, now)
+        await drop_checkpoint(self._store, job.id)
         log.error("job %s failed: %s", job.id, message)
 
     async def _expire_uploads(self, now: datetime) -> None:

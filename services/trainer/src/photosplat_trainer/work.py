@@ -21,8 +21,6 @@ from photosplat_libs.worker import JobContext, WorkError
 
 from photosplat_trainer.settings import TrainerSettings
 
-CHECKPOINT_NAME = "checkpoint.pt"
-
 
 def training_work(settings: TrainerSettings) -> Callable[[SfmDone, JobContext], Awaitable[TrainingDone]]:
     return functools.partial(run_training, settings=settings)
@@ -34,7 +32,7 @@ async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSetting
     await download_prefix(ctx.store, event.sparse_key, scene_dir)
     downloaded = time.monotonic()
 
-    checkpoint_key = keys.train(ctx.job_id, CHECKPOINT_NAME)
+    checkpoint_key = keys.train_checkpoint(ctx.job_id)
     resume: Path | None = ctx.work_dir / "resume.pt"
     try:
         await ctx.store.get_file(checkpoint_key, str(resume))
