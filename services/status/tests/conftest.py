@@ -74,6 +74,7 @@ class Running:
     bus: Bus
     store: ObjectStore
     service: StatusService
+    app: FastAPI
     client: httpx.AsyncClient
 
 
@@ -93,7 +94,7 @@ async def _running_status(
     if start:
         await service.start()
     try:
-        yield Running(config, db, bus, store, service, client)
+        yield Running(config, db, bus, store, service, app, client)
     finally:
         await client.aclose()
         await service.stop()
@@ -128,6 +129,12 @@ async def folder_store(tmp_path: Path) -> ObjectStore:
     store = create_store(f"file:{tmp_path}/objects")
     await store.ensure_ready()
     return store
+
+
+@pytest.fixture(params=["sqlite_url", "pg_url"])
+def either_database(request: pytest.FixtureRequest) -> str:
+    """The test runs twice: on SQLite (embedded) and on Postgres (distributed)."""
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture

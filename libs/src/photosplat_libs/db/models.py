@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, MetaData, String, Text, TypeDecorator, Uuid
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -102,9 +102,12 @@ class ErrorLog(Base):
 
 class LogLine(Base):
     __tablename__ = "log_lines"
+    # The status API reads a job's newest lines: (job_id, id) answers that from the index alone,
+    # however many lines the job (or the table) has.
+    __table_args__ = (Index("ix_log_lines_job_id_id", "job_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     stage: Mapped[str | None] = mapped_column(String(16))
     line: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
@@ -135,3 +138,14 @@ class OutboxMessage(Base):
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class AdminSession(Base):
+    """A browser logged in to the admin dashboard. Only the hash of the session id (the cookie) is
+    kept, so a leaked database opens no session; logout deletes the row, expiry ends it."""
+
+    __tablename__ = "admin_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

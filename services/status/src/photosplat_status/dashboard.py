@@ -2,17 +2,18 @@
 log and cancel / delete buttons.
 
 A browser logs in by posting the admin token to a form; it gets an HttpOnly, SameSite=Strict
-cookie derived from the token (see auth.admin_session_value). Tokens never travel in URLs, where
-they would end up in logs and browser history. A script may send the Bearer header instead.
-The cancel and delete forms also carry a token derived from the admin token (a second line of
-defence against cross-site requests besides SameSite=Strict). The page runs no script.
+cookie holding a random session id that the database knows (see admin_sessions): logout deletes
+it, and it expires. Tokens never travel in URLs, where they would end up in logs and browser
+history. A script may send the Bearer header instead. The cancel and delete forms also carry a
+token bound to the session (a second line of defence against cross-site requests besides
+SameSite=Strict). The page runs no script.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request, status
@@ -25,19 +26,13 @@ from photosplat_libs.db import Database
 from photosplat_libs.db.models import TERMINAL, Job, JobStatus
 from photosplat_libs.db.outbox import OutboxRelay
 from photosplat_libs.store import ObjectStore
-from photosplat_status import jobstate, lifecycle, totals, views
+from photosplat_status import admin_sessions, jobstate, lifecycle, totals, views
 from photosplat_status import repository as repo
-from photosplat_status.auth import (
-    ADMIN_COOKIE,
-    admin_form_token,
-    admin_session_value,
-    has_admin_session,
-    is_admin_token,
-)
+from photosplat_status.admin_sessions import COOKIE
+from photosplat_status.auth import bearer_token, is_admin_token
 from photosplat_status.settings import StatusSettings
 
 SHOWN_JOBS = 500
-SESSION_SECONDS = 8 * 3600
 MAX_QUERY_CHARS = 200
 # The page needs no script and loads nothing from elsewhere.
 HEADERS = {
@@ -83,18 +78,33 @@ class Dashboard:
         body = _templates.get_template(template).render(**context)
         return HTMLResponse(body, status_code=code, headers=HEADERS)
 
-    def _refused(self, request: Request, code: int = status.HTTP_200_OK) -> Response | None:
-        """The login form instead of the page (``code``: 200 for a page a browser asked for, where
-        no HTTP auth challenge is involved; 401 for an action)."""
+    async def _admin_secret(self, request: Request) -> str | None:
+        """What the caller proves to be the admin with: the admin token in a script's Bearer
+        header, or the id of a live dashboard session in the cookie."""
+        token = bearer_token(request)
+        if token is not None and is_admin_token(self.settings, token):
+            return token
+        session_id = request.cookies.get(COOKIE, "")
+        if not security.looks_like_token(session_id):
+            return None
+        async with self.db.transaction() as session:
+            live = await admin_sessions.is_live(session, session_id, datetime.now(timezone.utc))
+        return session_id if live else None
+
+    async def _access(self, request: Request, code: int = status.HTTP_200_OK) -> str | Response:
+        """The caller's admin secret, or the login form to answer instead (``code``: 200 for a page a
+        browser asked for, where no HTTP auth challenge is involved; 401 for an action)."""
         if self.settings.admin_token is None:
             return self._html("admin_login.html", status.HTTP_403_FORBIDDEN, disabled=True)
-        if not has_admin_session(self.settings, request):
+        secret = await self._admin_secret(request)
+        if secret is None:
             return self._html("admin_login.html", code, disabled=False, failed=False)
-        return None
+        return secret
 
     async def page(self, request: Request) -> Response:
-        if refused := self._refused(request):
-            return refused
+        access = await self._access(request)
+        if isinstance(access, Response):
+            return access
         wanted = (request.query_params.get("status") or "").upper()
         status_filter = wanted if wanted in JobStatus.__members__ else None
         query = (request.query_params.get("q") or "").strip()[:MAX_QUERY_CHARS]
@@ -121,13 +131,15 @@ class Dashboard:
             status_filter=status_filter or "",
             query=query,
             notice=request.query_params.get("notice", "")[:200],
-            form_token=admin_form_token(self.settings),
+            form_token=admin_sessions.form_token(access),
         )
 
     async def _refused_action(self, request: Request) -> Response | None:
-        if refused := self._refused(request, status.HTTP_401_UNAUTHORIZED):
-            return refused
-        if not security.same(_form(await request.body()).get("form_token", ""), admin_form_token(self.settings)):
+        access = await self._access(request, status.HTTP_401_UNAUTHORIZED)
+        if isinstance(access, Response):
+            return access
+        sent = _form(await request.body()).get("form_token", "")
+        if not security.same(sent, admin_sessions.form_token(access)):
             return self._html("admin_login.html", status.HTTP_403_FORBIDDEN, disabled=False, failed=False)
         return None
 
@@ -163,11 +175,14 @@ class Dashboard:
         token = _form(await request.body()).get("token", "").strip()
         if not is_admin_token(self.settings, token):
             return self._html("admin_login.html", status.HTTP_401_UNAUTHORIZED, disabled=False, failed=True)
+        lifetime = timedelta(seconds=self.settings.admin_session_seconds)
+        async with self.db.transaction() as session:
+            session_id = await admin_sessions.open_session(session, datetime.now(timezone.utc), lifetime)
         response = RedirectResponse("/admin", status.HTTP_303_SEE_OTHER, headers=HEADERS)
         response.set_cookie(
-            ADMIN_COOKIE,
-            admin_session_value(self.settings),
-            max_age=SESSION_SECONDS,
+            COOKIE,
+            session_id,
+            max_age=self.settings.admin_session_seconds,
             path="/admin",
             httponly=True,
             samesite="strict",
@@ -175,7 +190,13 @@ class Dashboard:
         )
         return response
 
-    async def logout(self) -> Response:
+    async def logout(self, request: Request) -> Response:
+        """Ends the session of the cookie, wherever it was copied to. No form token: a forged
+        logout could only log the admin out, and SameSite=Strict already keeps it from happening."""
+        session_id = request.cookies.get(COOKIE, "")
+        if security.looks_like_token(session_id):
+            async with self.db.transaction() as session:
+                await admin_sessions.close_session(session, session_id)
         response = RedirectResponse("/admin", status.HTTP_303_SEE_OTHER, headers=HEADERS)
-        response.delete_cookie(ADMIN_COOKIE, path="/admin", httponly=True, samesite="strict")
+        response.delete_cookie(COOKIE, path="/admin", httponly=True, samesite="strict")
         return response

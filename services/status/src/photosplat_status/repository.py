@@ -8,15 +8,42 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, Text, bindparam, cast, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
-from photosplat_libs.db.models import TERMINAL, ErrorLog, Job, JobStatus, LogLine, OutboxMessage, ProcessedEvent
+from photosplat_libs.db.models import (
+    TERMINAL,
+    AdminSession,
+    ErrorLog,
+    Job,
+    JobStatus,
+    LogLine,
+    OutboxMessage,
+    ProcessedEvent,
+)
 from photosplat_libs.events import Envelope, ImagesValidated, SfmDone, StageStarted, decode
 
 # The events that ask a worker to do a stage: what recovery sends again.
 WORK_REQUEST_TYPES = (ImagesValidated.__name__, SfmDone.__name__)
 UNFINISHED = tuple(s.value for s in JobStatus if s not in TERMINAL)
+# What a status answer shows of a job (see views.StatusColumns): not the outputs, options and
+# uploads, and the stats as the JSON text the database keeps. The status queries are built once:
+# building a statement and its cache key cost more than running it.
+_STATUS_QUERY = select(
+    *(Job.id, Job.owner_hash, Job.pub_key_sealed, Job.status, Job.stage, Job.progress, Job.eta_seconds),
+    *(Job.error_message, Job.error_stage, Job.created_at, Job.started_at, Job.finished_at, Job.attempt),
+    *(Job.processing_time_seconds, Job.image_count, Job.registered_image_count, Job.gaussian_count),
+    *(Job.file_sizes, Job.metrics, cast(Job.stats, Text).label("stats_json")),
+).where(Job.id == bindparam("job_id"))
+_TAIL_QUERY = (
+    select(LogLine.line)
+    .where(LogLine.job_id == bindparam("job_id"))
+    .order_by(LogLine.id.desc())
+    .limit(bindparam("lines"))
+)
+# Never read by a listing: the JSON a summary does not show (stats hold the training curve).
+_NOT_LISTED = (Job.stats, Job.outputs, Job.options, Job.uploads)
 
 
 async def lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
@@ -27,6 +54,10 @@ async def lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
 
 async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
     return await session.get(Job, job_id)
+
+
+async def status_row(session: AsyncSession, job_id: uuid.UUID) -> Row[Any] | None:
+    return (await session.execute(_STATUS_QUERY, {"job_id": job_id})).one_or_none()
 
 
 async def is_processed(session: AsyncSession, event_id: uuid.UUID) -> bool:
@@ -56,8 +87,7 @@ async def has_error(session: AsyncSession, job_id: uuid.UUID, error_type: str, a
 
 
 async def log_tail(session: AsyncSession, job_id: uuid.UUID, lines: int) -> list[str]:
-    query = select(LogLine.line).where(LogLine.job_id == job_id).order_by(LogLine.id.desc()).limit(lines)
-    return list(reversed((await session.scalars(query)).all()))
+    return list(reversed((await session.scalars(_TAIL_QUERY, {"job_id": job_id, "lines": lines})).all()))
 
 
 async def errors_of(session: AsyncSession, job_id: uuid.UUID) -> Sequence[ErrorLog]:
@@ -75,7 +105,14 @@ async def list_jobs(
     if status is not None:
         where.append(Job.status == status)
     total = await session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-    query = select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    query = (
+        select(Job)
+        .options(*(defer(column, raiseload=True) for column in _NOT_LISTED))
+        .where(*where)
+        .order_by(Job.created_at.desc(), Job.id)
+        .limit(limit)
+        .offset(offset)
+    )
     return (await session.scalars(query)).all(), total
 
 
@@ -156,6 +193,22 @@ async def was_started(session: AsyncSession, request: Envelope, stage: str) -> b
         ProcessedEvent.attempt >= request.attempt,
     )
     return any(payload.get("stage") == stage for payload in (await session.scalars(query)).all())
+
+
+def add_admin_session(session: AsyncSession, id_hash: str, now: datetime, expires_at: datetime) -> None:
+    session.add(AdminSession(id_hash=id_hash, created_at=now, expires_at=expires_at))
+
+
+async def admin_session_expiry(session: AsyncSession, id_hash: str) -> datetime | None:
+    return await session.scalar(select(AdminSession.expires_at).where(AdminSession.id_hash == id_hash))
+
+
+async def delete_admin_session(session: AsyncSession, id_hash: str) -> None:
+    await session.execute(delete(AdminSession).where(AdminSession.id_hash == id_hash))
+
+
+async def delete_expired_admin_sessions(session: AsyncSession, now: datetime) -> None:
+    await session.execute(delete(AdminSession).where(AdminSession.expires_at <= now))
 
 
 def decode_payload(payload: dict[str, object]) -> Envelope:

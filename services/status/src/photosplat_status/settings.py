@@ -14,6 +14,8 @@ class StatusSettings(ServiceSettings):
 
     # None disables every admin-only route (403), which is safer than any default value.
     admin_token: SecretStr | None = None
+    # A dashboard login lasts this long (the cookie's lifetime too); logout ends it sooner.
+    admin_session_seconds: int = Field(default=12 * 3600, gt=0, le=30 * 24 * 3600)
     # Base of the links handed to clients (viewer URL).
     public_base_url: str = "http://127.0.0.1:8000"
     # A started job whose worker has been silent this long is re-dispatched (workers report at least

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from photosplat_libs.db.models import ErrorLog, Job, JobStatus
+from photosplat_libs.db.models import ErrorLog, JobStatus
 from photosplat_libs.events import Stage
 
 # The file a viewer loads first, best first: its size is the job's "file size".
@@ -23,6 +23,27 @@ STAGE_SPAN: dict[str, tuple[float, float]] = {
     Stage.EXPORT: (0.95, 1.0),
 }
 MIB = 1024 * 1024
+
+
+class JobColumns(Protocol):
+    """What a summary reads of a job: a ``Job``, or a row of just these columns."""
+
+    id: uuid.UUID
+    status: str
+    stage: str
+    progress: float
+    eta_seconds: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    processing_time_seconds: float | None
+    image_count: int
+    registered_image_count: int | None
+    gaussian_count: int | None
+    file_sizes: dict[str, Any]
+    error_message: str | None
+    error_stage: str | None
+    attempt: int
 
 
 class JobSummary(BaseModel):
@@ -48,10 +69,13 @@ class JobSummary(BaseModel):
     attempt: int
 
 
-class JobStatusView(JobSummary):
+class _StatusWithoutStats(JobSummary):
     log_tail: list[str]
     file_sizes: dict[str, Any]
     metrics: dict[str, Any]
+
+
+class JobStatusView(_StatusWithoutStats):
     stats: dict[str, Any]
 
 
@@ -84,15 +108,15 @@ def main_file_size_mb(file_sizes: dict[str, Any]) -> float | None:
     return None
 
 
-def overall_progress(job: Job) -> float:
+def overall_progress(job: JobColumns) -> float:
     if job.status == JobStatus.DONE:
         return 1.0
     start, end = STAGE_SPAN.get(job.stage, (0.0, 1.0))
     return round(start + (end - start) * job.progress, 4)
 
 
-def summary(job: Job, viewer_url: str | None) -> JobSummary:
-    return JobSummary(
+def _summary_fields(job: JobColumns, viewer_url: str | None) -> dict[str, Any]:
+    return dict(
         job_id=job.id,
         status=job.status,
         stage=job.stage,
@@ -114,14 +138,26 @@ def summary(job: Job, viewer_url: str | None) -> JobSummary:
     )
 
 
-def status_view(job: Job, viewer_url: str | None, log_tail: list[str]) -> JobStatusView:
-    return JobStatusView(
-        **summary(job, viewer_url).model_dump(),
-        log_tail=log_tail,
-        file_sizes=job.file_sizes,
-        metrics=job.metrics,
-        stats=job.stats,
+def summary(job: JobColumns, viewer_url: str | None) -> JobSummary:
+    return JobSummary(**_summary_fields(job, viewer_url))
+
+
+class StatusColumns(JobColumns, Protocol):
+    """A row of :func:`repository.status_row`: ``stats_json`` is the job's stats as the database
+    keeps them (JSON the database wrote)."""
+
+    metrics: dict[str, Any]
+    stats_json: str
+
+
+def status_json(job: StatusColumns, viewer_url: str | None, log_tail: list[str]) -> bytes:
+    """A :class:`JobStatusView` as JSON. The stats hold the training curve, hundreds of points that a
+    status request passes on untouched: decoding and encoding them again was the largest cost of
+    the request, so their stored JSON goes into the answer as it is."""
+    rest = _StatusWithoutStats(
+        **_summary_fields(job, viewer_url), log_tail=log_tail, file_sizes=job.file_sizes, metrics=job.metrics
     )
+    return b"".join((rest.model_dump_json().encode()[:-1], b',"stats":', job.stats_json.encode(), b"}"))
 
 
 def error_view(error: ErrorLog) -> ErrorView:
