@@ -32,6 +32,10 @@ def test_reconstruct_turns_a_photo_folder_into_scene_files(tmp_path: Path) -> No
         assert (out / "scene" / name).stat().st_size > 0, name
     assert (out / "sfm" / "sparse").is_dir() and not (out / "work").exists()
     assert "held-out PSNR" in run.stdout
+    # The time of every stage, SfM's and training's, and the whole run's wall time, at the end.
+    stages = dict(re.findall(r"^  (sfm \w+|train \w+|photos -> scene)\s+([\d.]+) s", run.stdout, re.M))
+    assert {"sfm extraction", "sfm mapping", "train train", "train export", "photos -> scene"} <= set(stages), run.stdout
+    assert float(stages["photos -> scene"]) >= float(stages["sfm mapping"]) + float(stages["train train"])
 
 
 def test_reconstruct_of_unrelated_photos_fails_with_advice(tmp_path: Path) -> None:

@@ -72,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from photosplat_colmap import pipeline as sfm
     from photosplat_colmap.capture import photos_from_folder
-    from photosplat_libs.worker import UserError
+    from photosplat_libs.errors import UserError
     from photosplat_trainer.dataset import is_blender
     from photosplat_trainer.pipeline import run_pipeline
     from photosplat_trainer.train import Callbacks, Progress
 
     bar = ProgressBar()
+    started = time.monotonic()
+    stages: dict[str, float] = {}
     if is_blender(args.images):
         # A NeRF-synthetic folder brings its cameras: nothing for SfM to do.
         bar.log(f"camera poses: from {args.images / 'transforms_train.json'} (SfM skipped)")
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         bar.log(f"camera poses: {result.registered_images}/{result.total_images} photos placed, {result.points} points")
         scene_dir = result.undistorted_dir
+        stages = {f"sfm {step}": seconds for step, seconds in result.timings.items()}
 
     def progress(p: Progress) -> None:
         bar.show(SFM_SHARE + (1 - SFM_SHARE) * p.step / max(p.steps, 1), f"training step {p.step}/{p.steps}, PSNR {p.psnr:.1f} dB")
@@ -114,4 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(out.gaussians)} Gaussians, held-out PSNR {psnr}")
     for export in out.exports:
         print(f"  {export.path}  {export.bytes / 1e6:.2f} MB")
+    print("time per stage:")
+    for name, seconds in {**stages, **{f"train {k}": v for k, v in out.stage_seconds.items()}}.items():
+        print(f"  {name:<20} {seconds:7.1f} s")
+    print(f"  {'photos -> scene':<20} {time.monotonic() - started:7.1f} s (wall)")
     return 0

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +45,8 @@ class SyntheticScene:
     colors: np.ndarray  # (M, 3) uint8
     # Per view, (point index, pixel x, pixel y) of the points that view sees (COLMAP pixel convention).
     observations: list[np.ndarray] = field(default_factory=list)
+    # Object scenes: per view, 255 where a surface was hit and 0 on the empty background.
+    alphas: list[np.ndarray] | None = None
 
     @property
     def centers(self) -> np.ndarray:
@@ -67,6 +71,8 @@ class _World:
     boxes: list[_Box]
     # Mip pyramids: index 0 is the ground, then 6 per box (axis * 2 + positive side).
     textures: list[list[np.ndarray]]
+    # Object scenes have no ground: the boxes float on an empty (transparent) background.
+    ground: bool = True
 
 
 def render_scene(
@@ -79,30 +85,37 @@ def render_scene(
     fov_degrees: float = 60.0,
     n_boxes: int = 5,
     n_points: int = 20_000,
+    object_only: bool = False,
+    processes: int = 1,
 ) -> SyntheticScene:
     """Render ``n_views`` images on an orbit of ``radius`` around the scene centre.
 
     The camera height oscillates a little around ``camera_height`` so the centres are not coplanar
-    (a single circle is a weak configuration for self-calibration).
+    (a single circle is a weak configuration for self-calibration). With ``object_only`` the boxes
+    float without ground or sky (``alphas`` marks the object) and the cameras are spread over the
+    upper hemisphere of radius ``radius``, as in the NeRF-synthetic object scenes.
     """
     rng = np.random.default_rng(seed)
     world = _make_world(rng, n_boxes)
+    world.ground = not object_only
     f = width / 2.0 / math.tan(math.radians(fov_degrees) / 2.0)
     K = np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
     target = np.array([0.0, 0.0, 0.4])
     phase = rng.uniform(0, 2 * math.pi)
-    poses, images, depths = [], [], []
-    for i in range(n_views):
-        angle = phase + 2 * math.pi * i / n_views
-        center = np.array(
-            [radius * math.cos(angle), radius * math.sin(angle), camera_height + 0.3 * math.sin(3 * angle)]
-        )
-        pose = _look_at(center, target)
-        image, depth = _render_view(world, K, pose, width, height)
-        poses.append(pose)
-        images.append(image)
-        depths.append(depth)
+    centers = [
+        _hemisphere_camera(i, n_views, radius, phase) if object_only else _orbit_camera(i, n_views, radius, camera_height, phase)
+        for i in range(n_views)
+    ]
+    poses = [_look_at(center, target) for center in centers]
+    render = partial(_render_view, world, K, width=width, height=height)
+    if processes > 1:
+        with ProcessPoolExecutor(processes) as pool:
+            rendered = list(pool.map(render, poses))
+    else:
+        rendered = [render(pose) for pose in poses]
+    images, depths = [r[0] for r in rendered], [r[1] for r in rendered]
     points, colors = _surface_points(world, rng, n_points, radius)
+    alphas = [np.where(np.isfinite(d), 255, 0).astype(np.uint8) for d in depths] if object_only else None
     observations = [_visible(points, K, P, d) for P, d in zip(poses, depths, strict=True)]
     return SyntheticScene(
         images=images,
@@ -114,7 +127,20 @@ def render_scene(
         points=points,
         colors=colors,
         observations=observations,
+        alphas=alphas,
     )
+
+
+def _orbit_camera(i: int, n: int, radius: float, height: float, phase: float) -> np.ndarray:
+    angle = phase + 2 * math.pi * i / n
+    return np.array([radius * math.cos(angle), radius * math.sin(angle), height + 0.3 * math.sin(3 * angle)])
+
+
+def _hemisphere_camera(i: int, n: int, radius: float, phase: float) -> np.ndarray:
+    # A Fibonacci spiral over elevations 10-80 degrees: even coverage, never two views alike.
+    elevation = math.radians(10.0 + 70.0 * (i + 0.5) / n)
+    azimuth = phase + i * math.pi * (3.0 - math.sqrt(5.0))
+    return radius * np.array([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)])
 
 
 def write_images(scene: SyntheticScene, directory: Path, exif_focal: bool = True) -> list[Path]:
@@ -269,7 +295,7 @@ def _render_view(
     dist, surface, uv, normal = _intersect(world, origin, dirs)
     color = np.empty((dirs.shape[0], 3), np.float32)
     sky = surface < 0
-    color[sky] = _sky(dirs[sky])
+    color[sky] = _sky(dirs[sky]) if world.ground else 1.0
     hit = ~sky
     # The footprint of one pixel on the surface, in metres: grows with distance and obliquity.
     cos = np.maximum(np.abs(np.einsum("ij,ij->i", dirs[hit], normal[hit])), 0.25)
@@ -289,7 +315,7 @@ def _intersect(world: _World, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.
     with np.errstate(divide="ignore", invalid="ignore"):
         t_ground = -origin[2] / dirs[:, 2]
     p = origin + t_ground[:, None] * dirs
-    on_ground = (t_ground > 1e-6) & (np.abs(p[:, 0]) < _GROUND_HALF_EXTENT) & (np.abs(p[:, 1]) < _GROUND_HALF_EXTENT)
+    on_ground = world.ground & (t_ground > 1e-6) & (np.abs(p[:, 0]) < _GROUND_HALF_EXTENT) & (np.abs(p[:, 1]) < _GROUND_HALF_EXTENT)
     dist[on_ground] = t_ground[on_ground]
     surface[on_ground] = 0
     uv[on_ground] = (p[on_ground, :2] + _GROUND_HALF_EXTENT) / (2 * _GROUND_HALF_EXTENT)
@@ -394,6 +420,8 @@ def _surface_points(world: _World, rng: np.random.Generator, n: int, radius: flo
     ground_area = math.pi * radius**2
     # Boxes get more points per area than the ground: they are what the cameras look at.
     weights = np.array([ground_area] + [4 * a for a in areas])
+    if not world.ground:
+        weights[0] = 0.0
     counts = rng.multinomial(n, weights / weights.sum())
     points, colors = [], []
     r = radius * np.sqrt(rng.uniform(0, 1, counts[0]))
@@ -472,7 +500,8 @@ def write_blender_dataset(
     for i, (image, frame) in enumerate(zip(scene.images, transforms_frames(scene, paths), strict=True)):
         split = "test" if i % test_every == 0 else "train"
         (folder / split).mkdir(parents=True, exist_ok=True)
-        rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+        alpha = scene.alphas[i] if scene.alphas is not None else np.full(image.shape[:2], 255, np.uint8)
+        rgba = np.dstack([image, alpha])
         if transparent_border:
             b = transparent_border
             rgba[:b, :, 3] = rgba[-b:, :, 3] = rgba[:, :b, 3] = rgba[:, -b:, 3] = 0

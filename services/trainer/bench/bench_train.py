@@ -1,217 +1,167 @@
-"""GPU benchmark of the trainer presets: a table per scene of ms/step, time to reach the reference
-preset's held-out PSNR, final PSNR/SSIM, Gaussians, peak GPU memory and total job time.
+"""GPU benchmark of the trainer presets beside the yardstick (a plain gsplat loop, plain_gsplat.py),
+on the same scenes in the same run. Prints a Markdown table per scene: held-out PSNR/SSIM (mean and
+spread over ``--repeat`` runs with different seeds), training seconds, everything else the pipeline
+does (load, prune, exports with their round trips, thumbnail), peak GPU memory, and the ratios to
+the plain loop's 7k-step row.
 
-Two steps, because the GPU machine has no pycolmap:
+Scenes are folders the trainer reads: an undistorted COLMAP folder (``images/`` + ``sparse/``) or a
+NeRF-synthetic folder (``transforms_train.json``). ``prepare-object`` renders a NeRF-synthetic-like
+object scene with our ray caster (boxes on a transparent background, cameras over the upper
+hemisphere):
 
-    # here (pycolmap installed): COLMAP folder or synthetic scene -> images/ + scene.json
-    python services/trainer/bench/bench_train.py prepare --colmap .bench-data/buddha --out .bench-data/p/buddha
-    python services/trainer/bench/bench_train.py prepare --synthetic --out .bench-data/p/synthetic
-    # there:
-    python services/trainer/bench/bench_train.py run .bench-data/p/buddha .bench-data/p/synthetic \
-        --presets reference standard preview --json $OUT/bench.json
+    python services/trainer/bench/bench_train.py prepare-object --out /tmp/object --size 800 --views 125
+    python services/trainer/bench/bench_train.py run /tmp/object SFM/undistorted \
+        --presets plain standard reference --repeat 3 --json $OUT/bench.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).parent))  # plain_gsplat beside this script
 
 
-def prepare_colmap(src: Path, out: Path) -> None:
-    from photosplat_trainer.dataset import read_colmap
+def prepare_object(out: Path, views: int, size: int, test_every: int, processes: int) -> None:
+    from photosplat_libs.synthetic import render_scene, write_blender_dataset
 
-    cameras, points, colors = read_colmap(src)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    for cam in cameras:
-        shutil.copy(src / "images" / cam.name, out / "images" / cam.name)
-    _write_scene(out, [(c.name, c.K, c.cam_from_world, c.width, c.height) for c in cameras], points, colors)
+    scene = render_scene(n_views=views, width=size, height=size, n_points=1000, seed=7, object_only=True, processes=processes)
+    write_blender_dataset(scene, out, test_every=test_every)
 
 
-def prepare_synthetic(out: Path, views: int, width: int, height: int) -> None:
-    from photosplat_libs.synthetic import render_scene, write_images
-
-    scene = render_scene(n_views=views, width=width, height=height, n_points=40_000, seed=3)
-    write_images(scene, out / "images", exif_focal=False)
-    cams = [(n, scene.K, P, scene.width, scene.height) for n, P in zip(scene.names, scene.cams_from_world, strict=True)]
-    _write_scene(out, cams, scene.points, scene.colors.astype(np.float32) / 255.0)
-
-
-def _write_scene(out: Path, cams: list, points: np.ndarray, colors: np.ndarray) -> None:
-    doc = {
-        "cameras": [
-            {"name": n, "K": np.asarray(K).tolist(), "cam_from_world": np.asarray(P).tolist(), "width": w, "height": h}
-            for n, K, P, w, h in cams
-        ],
-        "points": np.asarray(points, np.float32).round(5).tolist(),
-        "colors": np.asarray(colors, np.float32).round(4).tolist(),
-    }
-    (out / "scene.json").write_text(json.dumps(doc))
-
-
-def load_prepared(folder: Path, max_image_side: int | None):
-    from photosplat_trainer.dataset import Camera, build_dataset
-
-    doc = json.loads((folder / "scene.json").read_text())
-    cams = [Camera(c["name"], np.array(c["K"]), np.array(c["cam_from_world"]), c["width"], c["height"]) for c in doc["cameras"]]
-    return build_dataset(cams, folder / "images", np.array(doc["points"]), np.array(doc["colors"]), max_image_side=max_image_side)
-
-
-def run_one(folder: Path, preset_name: str, eval_every: int, out_dir: Path, device: str, overrides: dict) -> dict:
+def run_ours(scene: Path, preset_name: str, seed: int, overrides: dict, steps: int | None, device: str = "cuda") -> dict:
     import torch
-    from photosplat_trainer.backends import select_backend
-    from photosplat_trainer.config import preset, with_overrides
-    from photosplat_trainer.export import export_all
-    from photosplat_trainer.pipeline import prune_for_export
-    from photosplat_trainer.train import evaluate_gaussians, train_with_oom_retry
+    from photosplat_trainer.pipeline import run_pipeline
 
-    backend = select_backend(device)
-    cfg = with_overrides(preset(preset_name), eval_every=eval_every, checkpoint_every=0)
-    if "batch" in overrides:
-        cfg = cfg.with_batch(overrides.pop("batch"))
-        cfg = with_overrides(cfg, eval_every=max(1, eval_every // cfg.batch_size))
-    if "steps" in overrides:
-        cfg = cfg.scaled(overrides.pop("steps") / cfg.steps)
-    cfg = with_overrides(cfg, **overrides)
+    out = Path(tempfile.mkdtemp(prefix=f"bench-{preset_name}-"))
     started = time.monotonic()
-    data = load_prepared(folder, cfg.max_image_side)
-    result, cfg = train_with_oom_retry(data, cfg, backend)
-    pruning = prune_for_export(result.gaussians, data, cfg)
-    pruned = pruning.gaussians
-    exports = export_all(pruned, out_dir / f"{folder.name}-{preset_name}")
-    total = time.monotonic() - started
-    psnr, ssim = evaluate_gaussians(pruned, data.test, backend, cfg)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    result = run_pipeline(
+        scene, out, preset_name=preset_name, device=device, steps=steps,
+        overrides={"seed": seed, "checkpoint_every": 0, **overrides},
+    )
+    wall = time.monotonic() - started
+    torch.cuda.empty_cache()
+    spz = next((e for e in result.exports if e.format == "spz"), None)
     return {
-        "scene": folder.name,
-        "preset": preset_name,
-        "steps": result.steps,
-        "batch": cfg.batch_size,
-        "image": f"{data.train[0].width}x{data.train[0].height}",
-        "views": f"{len(data.train)}/{len(data.test)}",
-        "ms_per_step": 1000 * result.train_seconds / result.steps,
-        "train_seconds": result.train_seconds,
-        "psnr_trained": result.psnr,
-        "psnr": psnr,
-        "ssim": ssim,
-        "gaussians": len(pruned),
-        "pruned": pruning.counts,
-        "peak_gpu_gib": result.peak_memory_bytes / 2**30,
-        "total_seconds": total,
-        "history": result.history,
-        "export_mb": {e.format: e.bytes / 1e6 for e in exports},
+        "train_seconds": result.result.train_seconds,
+        "other_seconds": wall - result.result.train_seconds,
+        "wall_seconds": wall,
+        "stages": result.stage_seconds,
+        "psnr": result.psnr,
+        "ssim": result.ssim,
+        "gaussians": len(result.gaussians),
+        "steps": f"{result.config.steps} x {result.config.batch_size}",
+        "peak_gpu_gib": max(result.stage_peak_gpu_bytes.values(), default=0) / 2**30,
+        "exports": {e.format: {"mb": e.bytes / 1e6, "psnr": e.psnr} for e in result.exports},
+        "history": [list(h) for h in result.result.history],
+        "spz_drop_db": None if spz is None or spz.psnr is None or result.psnr is None else result.psnr - spz.psnr,
     }
 
 
-def profile(folder: Path, preset_name: str, steps: int, batch: int | None, device: str) -> str:
-    """Where a training step's time goes: torch.profiler over 40 steps after ``steps - 40`` warm ones."""
-    import torch
-    from torch.profiler import ProfilerActivity, schedule
+def run_plain(scene: Path, seed: int, stop_at: tuple[int, ...]) -> list[dict]:
+    from photosplat_trainer.dataset import is_blender, load_scene
+    from plain_gsplat import train_plain
 
-    from photosplat_trainer.backends import select_backend
-    from photosplat_trainer.config import preset, with_overrides
-    from photosplat_trainer.train import Callbacks, train
-
-    backend = select_backend(device)
-    cfg = preset(preset_name)
-    if batch:
-        cfg = cfg.with_batch(batch)
-    cfg = with_overrides(cfg, steps=steps, checkpoint_every=0, eval_every=0)
-    data = load_prepared(folder, cfg.max_image_side)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if backend.name == "cuda" else [])
-    with torch.profiler.profile(activities=activities, schedule=schedule(wait=steps - 41, warmup=1, active=40)) as prof:
-        result = train(data, cfg, backend, Callbacks(check_cancelled=prof.step))
-    sort = "self_cuda_time_total" if backend.name == "cuda" else "self_cpu_time_total"
-    head = f"{folder.name} {preset_name} batch {cfg.batch_size}: {1000 * result.train_seconds / steps:.2f} ms/step over {steps} steps"
-    return head + "\n" + prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
+    background = (1.0, 1.0, 1.0) if is_blender(scene) else (0.0, 0.0, 0.0)
+    started = time.monotonic()
+    data = load_scene(scene, max_image_side=1600, background=background)
+    loaded = time.monotonic() - started
+    rows = train_plain(data, stop_at=stop_at, seed=seed, background=background)
+    for row in rows:
+        row["other_seconds"] = loaded
+        row["steps"] = f"{row['steps']} x 1"
+    return rows
 
 
-def time_to_reach(history: list, target: float) -> float | None:
-    for _step, seconds, psnr, _ssim in history:
-        if psnr >= target - 0.1:
-            return seconds
-    return None
+def summarize(rows: list[dict]) -> dict:
+    def stat(key: str) -> tuple[float, float]:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if not values:
+            return float("nan"), 0.0
+        return statistics.fmean(values), (max(values) - min(values)) / 2
+
+    return {k: stat(k) for k in ("psnr", "ssim", "train_seconds", "other_seconds", "gaussians", "peak_gpu_gib", "spz_drop_db")}
 
 
-def table(rows: list[dict]) -> str:
+def table(results: dict[str, dict[str, list[dict]]]) -> str:
     lines = []
-    for scene in dict.fromkeys(r["scene"] for r in rows):
-        rs = [r for r in rows if r["scene"] == scene]
-        ref = next((r["psnr_trained"] for r in rs if r["preset"] == "reference"), None)
+    for scene, by_label in results.items():
+        base = summarize(by_label["plain 7k"]) if "plain 7k" in by_label else None
         lines += [
-            f"\n{scene} ({rs[0]['image']}, train/test views {rs[0]['views']}); reference PSNR "
-            + (f"{ref:.2f} dB" if ref else "n/a"),
-            "| preset | steps x batch | ms/step | train s | to ref PSNR-0.1 s | PSNR | SSIM | Gaussians | peak GPU GiB | total s |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            f"\n{scene}",
+            "| run | steps x views | runs | held-out PSNR | SSIM | train s | other s | Gaussians | peak GPU GiB | SPZ drop dB | PSNR - plain 7k | train time / plain 7k | s to plain-7k PSNR |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for r in rs:
-            reach = time_to_reach(r["history"], ref) if ref else None
+        for label, rows in by_label.items():
+            s = summarize(rows)
+            vs = "" if base is None else f"{s['psnr'][0] - base['psnr'][0]:+.2f} | {s['train_seconds'][0] / base['train_seconds'][0]:.2f}"
+            drop = "" if s["spz_drop_db"][0] != s["spz_drop_db"][0] else f"{s['spz_drop_db'][0]:.2f}"
             lines.append(
-                f"| {r['preset']} | {r['steps']} x {r.get('batch', 1)} | {r['ms_per_step']:.1f} | {r['train_seconds']:.1f} | "
-                + ("not reached" if reach is None else f"{reach:.1f}")
-                + f" | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['gaussians']} | {r['peak_gpu_gib']:.2f} | {r['total_seconds']:.1f} |"
+                f"| {label} | {rows[0]['steps']} | {len(rows)} | {s['psnr'][0]:.2f} ± {s['psnr'][1]:.2f} | {s['ssim'][0]:.4f} | "
+                f"{s['train_seconds'][0]:.1f} ± {s['train_seconds'][1]:.1f} | {s['other_seconds'][0]:.1f} | {s['gaussians'][0]:.0f} | "
+                f"{s['peak_gpu_gib'][0]:.2f} | {drop} | {vs} | {_reach(rows, base)} |"
             )
     return "\n".join(lines)
+
+
+def _reach(rows: list[dict], base: dict | None) -> str:
+    """Mean training seconds until the held-out PSNR first reached the plain 7k mean (needs
+    ``--set eval_every=N``)."""
+    if base is None or not all(r.get("history") for r in rows):
+        return ""
+    target = base["psnr"][0]
+    times = [next((sec for _step, sec, p, _s in r["history"] if p >= target), None) for r in rows]
+    if any(t is None for t in times):
+        return "not reached"
+    return f"{statistics.fmean(times):.1f}"
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
-    prep = sub.add_parser("prepare")
-    prep.add_argument("--colmap", type=Path)
-    prep.add_argument("--synthetic", action="store_true")
-    prep.add_argument("--views", type=int, default=40)
-    prep.add_argument("--size", type=int, nargs=2, default=(640, 480))
+    prep = sub.add_parser("prepare-object")
     prep.add_argument("--out", type=Path, required=True)
-    prof = sub.add_parser("profile")
-    prof.add_argument("scene", type=Path)
-    prof.add_argument("--preset", default="standard")
-    prof.add_argument("--steps", type=int, default=600)
-    prof.add_argument("--batch", type=int)
-    prof.add_argument("--device", default="cuda")
+    prep.add_argument("--views", type=int, default=125)
+    prep.add_argument("--size", type=int, default=800)
+    prep.add_argument("--test-every", type=int, default=5)
+    prep.add_argument("--processes", type=int, default=1)
     run = sub.add_parser("run")
     run.add_argument("scenes", type=Path, nargs="+")
-    run.add_argument("--presets", nargs="+", default=["reference", "standard", "preview"])
-    run.add_argument("--eval-every", type=int, default=500)
-    run.add_argument("--json", type=Path)
-    run.add_argument("--exports", type=Path, default=Path("/tmp/bench-exports"))
-    run.add_argument("--device", default="cuda")
-    run.add_argument("--steps", type=int, help="smoke tests: scale every preset to this many steps")
-    run.add_argument("--batch", type=int, help="views per step (the preset's schedule kept in images seen)")
-    run.add_argument("--max-image-side", type=int, help="smoke tests: smaller images")
+    run.add_argument("--presets", nargs="+", default=["plain", "standard"], help="'plain' is the yardstick loop")
+    run.add_argument("--plain-steps", type=int, nargs="+", default=[7000], help="where the plain loop is evaluated")
+    run.add_argument("--repeat", type=int, default=1, help="runs per preset (seeds 42, 43, ...)")
+    run.add_argument("--steps", type=int, help="our presets' schedule scaled to this many steps")
     run.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="config overrides for a variant")
     run.add_argument("--label", default="", help="appended to the preset's name in the table")
+    run.add_argument("--json", type=Path)
+    run.add_argument("--device", default="cuda", help="cpu: a smoke test of the script, not a benchmark")
     args = p.parse_args()
-    if args.cmd == "prepare":
-        if args.synthetic:
-            prepare_synthetic(args.out, args.views, *args.size)
-        else:
-            prepare_colmap(args.colmap, args.out)
+    if args.cmd == "prepare-object":
+        prepare_object(args.out, args.views, args.size, args.test_every, args.processes)
         return
-    if args.cmd == "profile":
-        print(profile(args.scene, args.preset, args.steps, args.batch, args.device))
-        return
-    rows = []
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    results: dict[str, dict[str, list[dict]]] = {}
     for scene in args.scenes:
+        by_label = results.setdefault(scene.name, {})
         for name in args.presets:
-            overrides: dict = {"steps": args.steps} if args.steps else {}
-            if args.batch:
-                overrides["batch"] = args.batch
-            if args.max_image_side:
-                overrides["max_image_side"] = args.max_image_side
-            overrides.update({k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)})
-            row = run_one(scene, name, args.eval_every, args.exports, args.device, overrides)
-            row["preset"] += args.label
-            rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
-            if args.json:
-                args.json.write_text(json.dumps(rows, indent=1))
-    print(table(rows))
+            for i in range(args.repeat):
+                seed = 42 + i
+                if name == "plain":
+                    for row in run_plain(scene, seed, tuple(args.plain_steps)):
+                        by_label.setdefault(f"plain {row['steps'].split()[0][:-3]}k", []).append(row)
+                        print(json.dumps({"scene": scene.name, "run": "plain", **row}), flush=True)
+                else:
+                    row = run_ours(scene, name, seed, overrides, args.steps, args.device)
+                    by_label.setdefault(name + args.label, []).append(row)
+                    print(json.dumps({"scene": scene.name, "run": name + args.label, **row}), flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(results, indent=1))
+    print(table(results))
 
 
 if __name__ == "__main__":

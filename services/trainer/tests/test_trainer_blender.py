@@ -12,7 +12,7 @@ import pytest
 import torch
 from photosplat_libs.synthetic import render_scene
 from photosplat_libs.synthetic import write_blender_dataset as write_blender
-from photosplat_libs.worker import UserError
+from photosplat_libs.errors import UserError
 from photosplat_trainer.backends.cpu import CpuBackend
 from photosplat_trainer.config import preset, with_overrides
 from photosplat_trainer.dataset import is_blender, load_blender, load_scene
@@ -69,3 +69,32 @@ def test_training_from_random_gaussians_learns_the_held_out_views(scene, tmp_pat
     constant = np.mean([-10 * math.log10(float(((v.image - v.image.mean((0, 1))) ** 2).mean())) for v in data.test])
     print(f"held-out PSNR {result.psnr:.2f} dB vs constant {constant:.2f} dB")
     assert result.psnr is not None and result.psnr > constant + 3.0
+
+
+@pytest.fixture(scope="module")
+def object_scene(tmp_path_factory):
+    """A NeRF-synthetic-like object: boxes on a transparent background, cameras over the upper
+    hemisphere (their mean hangs far above the object)."""
+    scene = render_scene(n_views=24, width=64, height=64, n_points=1000, seed=5, object_only=True)
+    folder = tmp_path_factory.mktemp("object")
+    write_blender(scene, folder)
+    return load_blender(folder, max_image_side=None, background=(1.0, 1.0, 1.0))
+
+
+def test_random_gaussians_start_where_the_cameras_look_not_among_them(object_scene) -> None:
+    from photosplat_trainer.dataset import focus_point, random_points
+
+    assert np.allclose(focus_point(object_scene), [0.0, 0.0, 0.4], atol=1e-3)  # what the cameras aim at
+    points, _ = random_points(object_scene, 5000, extent=0.5, seed=0)
+    object_box = (np.abs(points[:, :2]).max(axis=1) < 1.7) & (points[:, 2] > 0.0) & (points[:, 2] < 1.3)
+    assert object_box.mean() > 0.15  # the cameras' mean (z = 2.7) left under 1 % there
+
+
+def test_reference_preset_learns_an_object_from_random_gaussians(object_scene) -> None:
+    """`reference` once never learned such a scene on the GPU: fail if training collapses."""
+    cfg = adapt_to_backend(preset("reference"), CpuBackend())
+    cfg = with_overrides(cfg.scaled(400 / cfg.steps), random_init_points=3000, background=(1.0, 1.0, 1.0), checkpoint_every=0)
+    result = train(object_scene, cfg, CpuBackend())
+    constant = np.mean([-10 * math.log10(float(((v.image - v.image.mean((0, 1))) ** 2).mean())) for v in object_scene.test])
+    print(f"held-out PSNR {result.psnr:.2f} dB vs constant {constant:.2f} dB")
+    assert result.psnr is not None and result.psnr > constant + 6.0

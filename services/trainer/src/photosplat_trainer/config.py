@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from photosplat_trainer.dataset import RandomInit
+
 Strategy = Literal["default", "mcmc"]
 
 
@@ -40,11 +42,13 @@ class TrainConfig:
     # Initialisation from the SfM points (simple_trainer: opacity 0.1, scale = mean 3-NN distance).
     init_opacity: float = 0.1
     init_scale: float = 1.0
-    # Scenes without 3D points (known poses, NeRF-synthetic): this many random Gaussians, uniform in
-    # a cube of half-side ``random_init_extent`` x the scene scale around the cameras' mean (gsplat's
-    # ``init_type="random"``; 3DGS's NeRF-synthetic init is 100k points in a cube too).
+    # Scenes without 3D points (known poses, NeRF-synthetic): this many random Gaussians around the
+    # point the cameras aim at, in a cube of half-side ``random_init_extent`` x the scene scale
+    # (gsplat's ``init_type="random"``; 3DGS's NeRF-synthetic init is 100k points in a cube too) or
+    # in the cameras' frusta (see dataset.random_points).
     random_init_points: int = 100_000
     random_init_extent: float = 0.5
+    random_init: RandomInit = "cube"
     # Extra Gaussians on a far sphere, coloured from the photos, as this fraction of the SfM points:
     # SfM finds no points on sky or blank walls, and black there costs the short presets dearly.
     sky_points_fraction: float = 0.0

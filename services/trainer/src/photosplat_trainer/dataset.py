@@ -11,15 +11,17 @@ training background, no 3D points (training starts from random Gaussians).
 
 from __future__ import annotations
 
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-import json
+from typing import Literal
 
 import numpy as np
 import torch
 from photosplat_libs.transforms import frame_camera
-from photosplat_libs.worker import UserError
+from photosplat_libs.errors import UserError
 from PIL import Image
 
 
@@ -151,13 +153,55 @@ def load_blender(folder: Path, *, max_image_side: int | None, background: tuple[
     )
 
 
-def random_points(data: Dataset, n: int, extent: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` points uniform in a cube of half-side ``extent`` x scene scale around the cameras' mean,
-    with random colours (gsplat's random initialisation)."""
+RandomInit = Literal["cube", "frustum"]
+
+
+def random_points(
+    data: Dataset, n: int, extent: float, seed: int = 0, layout: RandomInit = "cube"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points with random colours around the point all cameras aim at (:func:`focus_point`).
+
+    ``cube``: uniform in a cube of half-side ``extent`` x scene scale centred there (gsplat's random
+    initialisation, which centres the scene on that point before it samples). ``frustum``: each on
+    the ray of a random pixel of a random training view, at a depth of ``1 -+ 2 extent`` times that
+    view's distance to the focus point, so that every point is in sight and a sky is covered too.
+
+    A cube around the cameras' mean (our first version) hangs above an object captured from the
+    upper hemisphere, among the cameras: those near Gaussians covered every view, and ``reference``
+    never learned such a scene on the GPU."""
     rng = np.random.default_rng(seed)
-    centre = data.camera_centers.mean(axis=0)
-    points = centre + extent * data.scene_scale * rng.uniform(-1.0, 1.0, size=(n, 3))
-    return points.astype(np.float32), rng.uniform(0.0, 1.0, size=(n, 3)).astype(np.float32)
+    focus = focus_point(data)
+    colors = rng.uniform(0.0, 1.0, size=(n, 3)).astype(np.float32)
+    if layout == "cube":
+        return (focus + extent * data.scene_scale * rng.uniform(-1.0, 1.0, size=(n, 3))).astype(np.float32), colors
+    views = data.train
+    which = rng.integers(0, len(views), size=n)
+    points = np.empty((n, 3))
+    for i, view in enumerate(views):
+        rows = np.nonzero(which == i)[0]
+        R, K = view.viewmat[:3, :3].double().cpu().numpy(), view.K.double().cpu().numpy()
+        ahead = float(np.dot(focus - view.center, R[2]))
+        distance = ahead if ahead > 0 else data.scene_scale
+        pixels = np.stack([rng.uniform(0, view.width, len(rows)), rng.uniform(0, view.height, len(rows)), np.ones(len(rows))], 1)
+        depth = distance * np.maximum(1.0 + 2.0 * extent * rng.uniform(-1.0, 1.0, len(rows)), 0.05)
+        points[rows] = view.center + ((pixels @ np.linalg.inv(K).T) * depth[:, None]) @ R
+    return points.astype(np.float32), colors
+
+
+def focus_point(data: Dataset) -> np.ndarray:
+    """The point nearest to every camera's optical axis (least squares), or the cameras' mean when
+    the axes are near parallel (a forward-facing capture) or meet behind the cameras."""
+    views = data.train + data.test
+    centres = data.camera_centers
+    axes = np.stack([v.viewmat[2, :3].double().cpu().numpy() for v in views])  # camera z in world
+    projectors = np.eye(3)[None] - axes[:, :, None] * axes[:, None, :]
+    A, b = projectors.sum(axis=0), np.einsum("nij,nj->i", projectors, centres)
+    mean = centres.mean(axis=0)
+    if np.linalg.cond(A) > 1e4:
+        return mean
+    point = np.linalg.solve(A, b)
+    in_front = np.einsum("ni,ni->n", point - centres, axes) > 0
+    return point if in_front.mean() > 0.5 else mean
 
 
 def load_colmap(
@@ -211,21 +255,9 @@ def build_dataset(
     cameras = sorted(cameras, key=lambda c: c.name)
     if len(cameras) < 2:
         raise UserError(f"the SfM model has {len(cameras)} posed image(s); training needs at least 2")
-    views: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    for cam in cameras:
-        pixels = _read_image(Path(image_dir) / cam.name, background)
-        h0, w0 = pixels.shape[:2]
-        factor = downscale_factor(w0, h0, max_image_side)
-        w, h = max(1, round(w0 / factor)), max(1, round(h0 / factor))
-        if (w, h) != (w0, h0):
-            pixels = np.asarray(Image.fromarray(pixels).resize((w, h), Image.Resampling.LANCZOS))
-        K = torch.tensor(cam.K, dtype=torch.float32)
-        # The intrinsics refer to the camera's size, which may differ from the file's (a resize).
-        K[0] *= w / cam.width
-        K[1] *= h / cam.height
-        viewmat = torch.eye(4)
-        viewmat[:3] = torch.tensor(cam.cam_from_world, dtype=torch.float32)
-        views.append((cam.name, torch.from_numpy(pixels.astype(np.float32) / 255.0), K, viewmat))
+    # Decoding and resizing release the GIL: hundreds of photos load in parallel.
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        views = list(pool.map(lambda cam: _load_view(cam, Path(image_dir), max_image_side, background), cameras))
 
     if held_out_names is not None:
         held_out = {i for i, v in enumerate(views) if v[0] in held_out_names}
@@ -237,6 +269,24 @@ def build_dataset(
     train = [View(*v, index=idx) for idx, v in enumerate(kept)]
     test = [View(*views[i], index=-1) for i in sorted(held_out)]
     return Dataset(train, test, np.asarray(points, np.float32), np.asarray(colors, np.float32))
+
+
+def _load_view(
+    cam: Camera, image_dir: Path, max_image_side: int | None, background: tuple[float, float, float]
+) -> tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]:
+    pixels = _read_image(image_dir / cam.name, background)
+    h0, w0 = pixels.shape[:2]
+    factor = downscale_factor(w0, h0, max_image_side)
+    w, h = max(1, round(w0 / factor)), max(1, round(h0 / factor))
+    if (w, h) != (w0, h0):
+        pixels = np.asarray(Image.fromarray(pixels).resize((w, h), Image.Resampling.LANCZOS))
+    K = torch.tensor(cam.K, dtype=torch.float32)
+    # The intrinsics refer to the camera's size, which may differ from the file's (a resize).
+    K[0] *= w / cam.width
+    K[1] *= h / cam.height
+    viewmat = torch.eye(4)
+    viewmat[:3] = torch.tensor(cam.cam_from_world, dtype=torch.float32)
+    return cam.name, torch.from_numpy(pixels.astype(np.float32) / 255.0), K, viewmat
 
 
 def _image_size(path: Path) -> tuple[int, int]:

@@ -7,6 +7,7 @@ colours as spherical-harmonic coefficients (degree 0 in ``sh0``, higher degrees 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,10 @@ class GaussianSet:
     @property
     def sh_degree(self) -> int:
         return int(round(np.sqrt(self.shN.shape[1] + 1))) - 1
+
+    def equals(self, other: "GaussianSet") -> bool:
+        """The same values bit for bit (a lossless file read back)."""
+        return all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
 
     def subset(self, mask: np.ndarray) -> "GaussianSet":
         return GaussianSet(

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from photosplat_libs.events import HomeView
 from photosplat_trainer.backends import Backend, select_backend
 from photosplat_trainer.config import TrainConfig, preset, with_overrides
 from photosplat_trainer.dataset import Dataset, View, is_blender, load_scene
-from photosplat_trainer.export import export_all, load_export, prune_floaters, save_thumbnail
+from photosplat_trainer.export import EXPORT_FORMATS, export_one, load_export, prune_floaters, save_thumbnail
 from photosplat_trainer.export.prune import PruneResult
 from photosplat_trainer.gaussians import GaussianSet
 from photosplat_trainer.train import Callbacks, TrainResult, evaluate_gaussians, render_image, train_with_oom_retry
@@ -46,6 +50,8 @@ class TrainOutputs:
     config_path: Path
     metrics_path: Path
     home_view: HomeView
+    stage_seconds: dict[str, float]
+    stage_peak_gpu_bytes: dict[str, int]
 
 
 def resolve_config(
@@ -85,6 +91,35 @@ def adapt_to_backend(cfg: TrainConfig, backend: Backend) -> TrainConfig:
     return cfg
 
 
+class StageClock:
+    """Wall seconds and peak GPU memory of each named stage of a run, in order."""
+
+    def __init__(self, device_is_cuda: bool) -> None:
+        self.seconds: dict[str, float] = {}
+        self.peak_gpu_bytes: dict[str, int] = {}
+        self._cuda = device_is_cuda
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        import torch
+
+        if self._cuda:
+            torch.cuda.reset_peak_memory_stats()
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            if self._cuda:
+                torch.cuda.synchronize()
+                self.peak_gpu_bytes[name] = int(torch.cuda.max_memory_allocated())
+            self.seconds[name] = time.monotonic() - started
+
+    def table(self) -> str:
+        rows = [f"  {name:<12} {secs:7.1f} s" + (f"   peak GPU {self.peak_gpu_bytes[name] / 2**30:.2f} GiB" if name in self.peak_gpu_bytes else "")
+                for name, secs in self.seconds.items()]
+        return "\n".join(["time per stage:", *rows, f"  {'total':<12} {sum(self.seconds.values()):7.1f} s"])
+
+
 def run_pipeline(
     scene_dir: Path,
     out_dir: Path,
@@ -100,38 +135,42 @@ def run_pipeline(
 ) -> TrainOutputs:
     cb = callbacks or Callbacks()
     backend = select_backend(device)
+    clock = StageClock(backend.device.type == "cuda")
     overrides = dict(overrides or {})
     if is_blender(Path(scene_dir)):
         # NeRF-synthetic objects are trained and scored on white, as 3DGS and its published numbers do.
         overrides.setdefault("background", (1.0, 1.0, 1.0))
     cfg = resolve_config(preset_name, overrides, backend, steps, max_steps)
-    data = load_scene(Path(scene_dir), max_image_side=cfg.max_image_side, test_every=cfg.test_every, background=cfg.background)
+    with clock.stage("load"):
+        data = load_scene(Path(scene_dir), max_image_side=cfg.max_image_side, test_every=cfg.test_every, background=cfg.background)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result, cfg = train_with_oom_retry(data, cfg, backend, cb, work_dir=work_dir or out_dir, resume=resume)
+    with clock.stage("train"):
+        result, cfg = train_with_oom_retry(data, cfg, backend, cb, work_dir=work_dir or out_dir, resume=resume)
     config_path = cfg.save(out_dir / "config.json")
 
-    # The held-out views on the device once: they are evaluated for the pruned set and each export.
-    data = dataclasses.replace(data, test=[v.to(backend.device) for v in data.test])
-    pruned = prune_for_export(result.gaussians, data, cfg)
-    cb.log("floater pruning: " + ", ".join(f"{k} {v}" for k, v in pruned.counts.items()))
-    gaussians = pruned.gaussians
-    psnr, ssim = evaluate_gaussians(gaussians, data.test, backend, cfg) if data.test else (None, None)
-
-    exports = []
-    for item in export_all(gaussians, out_dir):
-        cb.check_cancelled()
-        round_trip = evaluate_gaussians(load_export(item.path), data.test, backend, cfg)[0] if data.test else None
-        exports.append(ExportedFile(item.format, item.path, item.bytes, round_trip))
-    # The viewer opens where the thumbnail (its social preview) was taken.
-    showcase = _thumbnail_view(data)
-    thumbnail = save_thumbnail(render_image(gaussians, showcase, backend, cfg), out_dir / "thumbnail.png")
-    home = home_view(showcase, gaussians.means)
+    with clock.stage("prune"):
+        # The held-out views on the device once: they are evaluated for the pruned set and each export.
+        data = dataclasses.replace(data, test=[v.to(backend.device) for v in data.test])
+        pruned = prune_for_export(result.gaussians, data, cfg)
+        cb.log("floater pruning: " + ", ".join(f"{k} {v}" for k, v in pruned.counts.items()))
+        gaussians = pruned.gaussians
+        psnr, ssim = evaluate_gaussians(gaussians, data.test, backend, cfg) if data.test else (None, None)
+    with clock.stage("export"):
+        exports = _export(gaussians, out_dir, data, backend, cfg, psnr, cb)
+    with clock.stage("thumbnail"):
+        # The viewer opens where the thumbnail (its social preview) was taken.
+        showcase = _thumbnail_view(data)
+        thumbnail = save_thumbnail(render_image(gaussians, showcase, backend, cfg), out_dir / "thumbnail.png")
+        home = home_view(showcase, gaussians.means)
+    cb.log(clock.table())
 
     metrics = {
         "backend": backend.name,
         "steps": result.steps,
         "train_seconds": result.train_seconds,
+        "stage_seconds": clock.seconds,
+        "stage_peak_gpu_bytes": clock.peak_gpu_bytes,
         "gaussians_trained": len(result.gaussians),
         "gaussians": len(gaussians),
         "pruned": pruned.counts,
@@ -147,7 +186,29 @@ def run_pipeline(
     }
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    return TrainOutputs(cfg, result, gaussians, psnr, ssim, exports, thumbnail, config_path, metrics_path, home)
+    return TrainOutputs(cfg, result, gaussians, psnr, ssim, exports, thumbnail, config_path, metrics_path, home, clock.seconds, clock.peak_gpu_bytes)
+
+
+def _export(
+    gaussians: GaussianSet, out_dir: Path, data: Dataset, backend: Backend, cfg: TrainConfig, psnr: float | None, cb: Callbacks
+) -> list[ExportedFile]:
+    """Every format written at once (each writer is numpy and zlib, which release the GIL), then each
+    lossy file read back and scored on the held-out views; the PLY holds the float32 values
+    themselves, so its score is the trained set's when it reads back identical."""
+    with ThreadPoolExecutor(max_workers=len(EXPORT_FORMATS)) as pool:
+        written = list(pool.map(lambda fmt: export_one(gaussians, out_dir, fmt, antialiased=cfg.antialiased), EXPORT_FORMATS))
+        loaded = list(pool.map(lambda item: load_export(item.path), written))
+    exports = []
+    for item, back in zip(written, loaded, strict=True):
+        cb.check_cancelled()
+        if not data.test:
+            round_trip = None
+        elif item.format == "ply" and back.equals(gaussians):
+            round_trip = psnr
+        else:
+            round_trip = evaluate_gaussians(back, data.test, backend, cfg)[0]
+        exports.append(ExportedFile(item.format, item.path, item.bytes, round_trip))
+    return exports
 
 
 def prune_for_export(gaussians: GaussianSet, data: Dataset, cfg: TrainConfig) -> PruneResult:

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from photosplat_libs.worker import WorkError
+from photosplat_libs.errors import WorkError
 
 from photosplat_trainer.backends import Backend
 from photosplat_trainer.config import TrainConfig
 from photosplat_trainer.dataset import Dataset, View, random_points, sky_points
+from photosplat_trainer.eta import EtaEstimator
 from photosplat_trainer.gaussians import GaussianSet
 from photosplat_trainer.losses import photometric_loss, psnr, ssim, training_ssim
 from photosplat_trainer.model import Params, from_gaussian_set, init_params, make_optimizers, to_gaussian_set
@@ -178,7 +179,7 @@ class _Trainer:
         else:
             points, colors = data.points, data.colors
             if len(points) < 4:
-                points, colors = random_points(data, cfg.random_init_points, cfg.random_init_extent, seed=cfg.seed)
+                points, colors = random_points(data, cfg.random_init_points, cfg.random_init_extent, seed=cfg.seed, layout=cfg.random_init)
                 cb.log(f"no 3D points came with the cameras: starting from {len(points)} random Gaussians")
             n_sky = round(cfg.sky_points_fraction * len(points))
             if n_sky:
@@ -190,6 +191,12 @@ class _Trainer:
             self.optimizers["means"], gamma=cfg.means_lr_final_factor ** (1.0 / max(1, cfg.steps))
         )
         self.densifier = backend.densifier(cfg, self.scene_scale, len(self.params["means"]))
+        budget = self.densifier.max_gaussians
+        if cfg.max_gaussians is None or budget < cfg.max_gaussians:
+            cb.log(
+                f"Gaussian budget {budget:,}: what the {backend.name} device's free memory holds"
+                + ("" if cfg.max_gaussians is None else f" (the preset allows {cfg.max_gaussians:,})")
+            )
         n_train = len(self.data.train)
         self.appearance = torch.nn.Parameter(
             torch.cat([torch.eye(3).flatten(), torch.zeros(3)]).repeat(n_train, 1).to(self.device)
@@ -249,6 +256,8 @@ class _Trainer:
         mse_sum = torch.zeros((), device=self.device)
         n_sum = 0
         eval_psnr: float | None = self.history[-1][2] if self.history else None
+        eta = EtaEstimator(cfg.steps, cfg.refine_stop, self.densifier.max_gaussians)
+        logged_decile = -1
         for step in range(self.start_step, cfg.steps):
             cb.check_cancelled()
             loss, mse = self._step(step)
@@ -265,15 +274,21 @@ class _Trainer:
                 session_start, session_step = time.monotonic(), done
             now = time.monotonic()
             if now - last_report >= cfg.progress_seconds or done == cfg.steps:
+                gaussians = len(self.params["means"])
+                eta.add(done, self.elapsed + now - session_start, gaussians)
                 rate = (now - session_start) / max(1, done - session_step)
+                left = eta.seconds_left()
+                if left is not None and done * 10 // cfg.steps > logged_decile:
+                    logged_decile = done * 10 // cfg.steps
+                    cb.log(eta.basis)
                 cb.progress(
                     Progress(
                         step=done,
                         steps=cfg.steps,
                         loss=float(loss_sum) / n_sum,
                         psnr=-10.0 * math.log10(max(float(mse_sum) / n_sum, 1e-12)),
-                        eta_seconds=rate * (cfg.steps - done),
-                        gaussians=len(self.params['means']),
+                        eta_seconds=rate * (cfg.steps - done) if left is None else left,
+                        gaussians=gaussians,
                         eval_psnr=eval_psnr,
                     )
                 )
@@ -381,15 +396,23 @@ def sh_degree_of(params: Params) -> int:
 
 
 @torch.no_grad()
-def evaluate_params(params: Params, views: list[View], backend: Backend, cfg: TrainConfig) -> tuple[float, float]:
-    """Mean PSNR and SSIM over ``views`` (renders clamped to [0, 1])."""
+def evaluate_params(params: Params, views: list[View], backend: Backend, cfg: TrainConfig, chunk: int = 8) -> tuple[float, float]:
+    """Mean PSNR and SSIM over ``views`` (renders clamped to [0, 1]), rendered ``chunk`` views of one
+    size at a time where the backend batches."""
     background = torch.tensor(cfg.background, dtype=torch.float32, device=backend.device)
+    degree = sh_degree_of(params)
     psnrs, ssims = [], []
+    step = max(1, min(chunk, backend.max_batch))
+    by_size: dict[tuple[int, ...], list[View]] = {}
     for view in views:
-        view = view.to(backend.device)
-        image = backend.render(params, view, sh_degree_of(params), background, antialiased=cfg.antialiased).image.clamp(0, 1)
-        psnrs.append(psnr(image, view.image))
-        ssims.append(float(ssim(image, view.image)))
+        by_size.setdefault(tuple(view.image.shape), []).append(view.to(backend.device))
+    for same in by_size.values():
+        for start in range(0, len(same), step):
+            batch = same[start : start + step]
+            images = backend.render_batch(params, batch, degree, background, antialiased=cfg.antialiased).image.clamp(0, 1)
+            for image, view in zip(images, batch, strict=True):
+                psnrs.append(psnr(image, view.image))
+                ssims.append(float(ssim(image, view.image)))
     return float(np.mean(psnrs)), float(np.mean(ssims))
 
 

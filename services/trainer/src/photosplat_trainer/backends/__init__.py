@@ -28,6 +28,8 @@ class RenderOutput:
 class Densifier(Protocol):
     """Adaptive density control around one training step (gsplat's Strategy, wrapped)."""
 
+    max_gaussians: int  # the budget growth stops at
+
     def pre_backward(self, params: Params, optimizers: Optimizers, step: int, info: dict[str, Any]) -> None: ...
 
     def post_backward(self, params: Params, optimizers: Optimizers, step: int, info: dict[str, Any], means_lr: float) -> None: ...

@@ -22,6 +22,7 @@ __all__ = [
     "ExportResult",
     "PruneResult",
     "export_all",
+    "export_one",
     "load_export",
     "prune_floaters",
     "read_ply",
@@ -53,13 +54,17 @@ EXPORT_FORMATS: dict[str, tuple[Writer, Reader]] = {
 
 
 def export_all(g: GaussianSet, out_dir: Path, stem: str = "scene") -> list[ExportResult]:
+    return [export_one(g, out_dir, fmt, stem) for fmt in EXPORT_FORMATS]
+
+
+def export_one(g: GaussianSet, out_dir: Path, fmt: str, stem: str = "scene", *, antialiased: bool = False) -> ExportResult:
+    """One file; ``antialiased`` (trained with gsplat's antialiased mode) is recorded where the format
+    has a flag for it (SPZ), so that viewers render the scene as it was trained."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for fmt, (write, _) in EXPORT_FORMATS.items():
-        path = write(g, out_dir / f"{stem}.{fmt}")
-        results.append(ExportResult(fmt, path, path.stat().st_size))
-    return results
+    path = out_dir / f"{stem}.{fmt}"
+    path = write_spz(g, path, antialiased=antialiased) if fmt == "spz" else EXPORT_FORMATS[fmt][0](g, path)
+    return ExportResult(fmt, path, path.stat().st_size)
 
 
 def load_export(path: Path) -> GaussianSet:
