@@ -98,3 +98,12 @@ def test_reference_preset_learns_an_object_from_random_gaussians(object_scene) -
     constant = np.mean([-10 * math.log10(float(((v.image - v.image.mean((0, 1))) ** 2).mean())) for v in object_scene.test])
     print(f"held-out PSNR {result.psnr:.2f} dB vs constant {constant:.2f} dB")
     assert result.psnr is not None and result.psnr > constant + 6.0
+
+
+def test_loaded_views_keep_their_pixels_as_bytes(scene, tmp_path: Path) -> None:
+    # A quarter of float32's memory on the GPU; the float image is made when it is used.
+    write_blender(scene, tmp_path)
+    view = load_blender(tmp_path, max_image_side=None, background=(1.0, 1.0, 1.0)).train[0]
+    assert view.pixels.dtype == torch.uint8
+    assert view.image.dtype == torch.float32 and float(view.image.max()) <= 1.0
+    assert torch.equal((view.image * 255).round().to(torch.uint8), view.pixels)

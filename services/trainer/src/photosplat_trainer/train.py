@@ -135,7 +135,7 @@ class ViewBatches:
     def __init__(self, views: list[View], batch_size: int, generator: np.random.Generator) -> None:
         self.views, self.batch_size, self.generator = views, batch_size, generator
         self.order: list[int] = []
-        self.same_size = Counter(v.image.shape for v in views)
+        self.same_size = Counter(v.pixels.shape for v in views)
 
     def next(self) -> list[View]:
         views = self.views
@@ -143,10 +143,10 @@ class ViewBatches:
             self.order = list(self.generator.permutation(len(views)))
         first = self.order.pop()
         batch = [first]
-        size = views[first].image.shape
+        size = views[first].pixels.shape
         wanted = min(self.batch_size, self.same_size[size])
         while len(batch) < wanted:
-            same = [i for i in reversed(self.order) if views[i].image.shape == size and i not in batch]
+            same = [i for i in reversed(self.order) if views[i].pixels.shape == size and i not in batch]
             same = same[: wanted - len(batch)]
             for i in same:
                 self.order.remove(i)
@@ -405,14 +405,15 @@ def evaluate_params(params: Params, views: list[View], backend: Backend, cfg: Tr
     step = max(1, min(chunk, backend.max_batch))
     by_size: dict[tuple[int, ...], list[View]] = {}
     for view in views:
-        by_size.setdefault(tuple(view.image.shape), []).append(view.to(backend.device))
+        by_size.setdefault(tuple(view.pixels.shape), []).append(view.to(backend.device))
     for same in by_size.values():
         for start in range(0, len(same), step):
             batch = same[start : start + step]
             images = backend.render_batch(params, batch, degree, background, antialiased=cfg.antialiased).image.clamp(0, 1)
             for image, view in zip(images, batch, strict=True):
-                psnrs.append(psnr(image, view.image))
-                ssims.append(float(ssim(image, view.image)))
+                target = view.image
+                psnrs.append(psnr(image, target))
+                ssims.append(float(ssim(image, target)))
     return float(np.mean(psnrs)), float(np.mean(ssims))
 
 
