@@ -1,4 +1,4 @@
-"""Object keys of a job (DESIGN §4). Built from the job id and our own indices only."""
+"""Object keys of a job (docs/architecture.md §4). Built from the job id and our own indices only."""
 
 from __future__ import annotations
 

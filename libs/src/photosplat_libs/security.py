@@ -1,4 +1,4 @@
-"""Tokens and their hashes (DESIGN §6)."""
+"""Tokens and their hashes (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

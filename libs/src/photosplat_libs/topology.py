@@ -1,4 +1,4 @@
-"""The queues of the system (DESIGN §3), declared by every service at start so that a publish is
+"""The queues of the system (docs/architecture.md §3), declared by every service at start so that a publish is
 routable even before its consumer first runs (publishing is mandatory)."""
 
 from __future__ import annotations

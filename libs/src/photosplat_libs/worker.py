@@ -1,5 +1,5 @@
 """The runtime of the worker services (colmap, trainer): it takes one job at a time from a work
-queue and applies the reliability rules of DESIGN §5 around a plain work function.
+queue and applies the reliability rules of docs/architecture.md §5 around a plain work function.
 
 A work function gets the trigger event and a :class:`JobContext` and returns the result event
 (``SfmDone``, ``TrainingDone``); the runtime stores that result, then publishes it, then acks.

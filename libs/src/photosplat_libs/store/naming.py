@@ -54,7 +54,7 @@ def check_range(start: int, end: int | None) -> None:
 
 
 def check_presign_expiry(seconds: float) -> int:
-    """Presigned URLs are short-lived (DESIGN §6): at most 15 minutes."""
+    """Presigned URLs are short-lived (docs/architecture.md §6): at most 15 minutes."""
     if not 1 <= seconds <= MAX_PRESIGN_SECONDS:
         raise ValueError(f"presigned URL expiry must be between 1 s and {MAX_PRESIGN_SECONDS} s, got {seconds:g} s")
     return int(seconds)

@@ -1,4 +1,4 @@
-"""What the SfM stage leaves in the object store (DESIGN §4):
+"""What the SfM stage leaves in the object store (docs/architecture.md §4):
 
 - ``jobs/{id}/sfm/sparse/``: the raw model, binary COLMAP, at working resolution;
 - ``jobs/{id}/sfm/undistorted/``: ``images/`` and ``sparse/{cameras,images,points3D}.bin`` with

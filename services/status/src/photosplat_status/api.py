@@ -1,4 +1,4 @@
-"""The job API: status, list, errors, cancel, delete (DESIGN §1, §6).
+"""The job API: status, list, errors, cancel, delete (docs/architecture.md §1, §6).
 
 Every route needs ``Authorization: Bearer <token>``: the job owner's client token or the admin
 token. A job of another client answers 404, exactly like a job that does not exist.

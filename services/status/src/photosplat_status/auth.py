@@ -1,4 +1,4 @@
-"""Who is calling: the owner of a job (its client token) or the admin (DESIGN §6)."""
+"""Who is calling: the owner of a job (its client token) or the admin (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

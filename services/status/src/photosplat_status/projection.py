@@ -1,4 +1,4 @@
-"""The projection of every event into the job rows (DESIGN §3-§5).
+"""The projection of every event into the job rows (docs/architecture.md §3-§5).
 
 The edge (:func:`project`) owns the transaction: it locks the job row, skips an event it has
 applied before (by event id), records it and calls the one handler registered for its type.

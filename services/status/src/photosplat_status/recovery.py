@@ -1,4 +1,4 @@
-"""Recovery of interrupted jobs (DESIGN §5): re-dispatch the work request of a job whose worker went
+"""Recovery of interrupted jobs (docs/architecture.md §5): re-dispatch the work request of a job whose worker went
 silent, fail a job that keeps stopping, expire abandoned uploads.
 
 A job is re-dispatched when a worker started its current work request and has then been silent for
