@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 CONTRACT_VERSION = 1
 
@@ -50,12 +50,26 @@ class Envelope(BaseModel):
         cls.routing_key = re.sub(r"(?<!^)(?=[A-Z])", ".", name).lower()
 
 
+# The trainer's named presets (photosplat_trainer.config.PRESETS has one per name, tested): ingest
+# refuses any other name before a job costs anything.
+PRESET_NAMES = ("preview", "standard", "reference")
+Preset = Literal["preview", "standard", "reference"]
+
+
 class JobOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    preset: str = "standard"
+    preset: Preset = "standard"
     original_resolution: bool = False
-    max_image_side: int | None = Field(default=None, ge=100, le=20000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_fields(cls, data: Any) -> Any:
+        # max_image_side was never set by any client: messages and rows written before its removal
+        # carry it as null.
+        if isinstance(data, dict) and data.get("max_image_side", 0) is None:
+            data = {k: v for k, v in data.items() if k != "max_image_side"}
+        return data
 
 
 class JobSubmitted(Envelope):

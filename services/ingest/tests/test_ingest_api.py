@@ -99,7 +99,7 @@ async def test_multipart_upload_creates_job_and_events(harness: Harness, make_ph
     response = await harness.client.post(
         "/recon/jobs",
         files=_files(*photos),
-        data={"original_resolution": "true", "preset": "fast"},
+        data={"original_resolution": "true", "preset": "preview"},
     )
 
     assert response.status_code == 201, response.text
@@ -112,7 +112,7 @@ async def test_multipart_upload_creates_job_and_events(harness: Harness, make_ph
     assert (job.status, job.stage, job.image_count) == ("PENDING", "sfm", 3)
     assert job.owner_hash == hash_token(token) and job.pub_key_hash == hash_token(pub_key)
     assert unseal_pub_key(job.pub_key_sealed, token, job_id) == pub_key
-    assert job.options["preset"] == "fast" and job.options["original_resolution"] is True
+    assert job.options["preset"] == "preview" and job.options["original_resolution"] is True
 
     submitted, validated = await harness.next_events(2)
     assert isinstance(submitted, JobSubmitted) and isinstance(validated, ImagesValidated)
@@ -299,6 +299,16 @@ async def test_duplicate_photo_and_bad_options_are_refused(harness: Harness, mak
 
     assert [(e["file"], e["rule"]) for e in dup.json()["detail"]["errors"]] == [("b.jpg", "duplicate")]
     assert preset.status_code == 400 and preset.json()["detail"]["errors"][0]["rule"] == "options"
+
+
+async def test_a_mistyped_preset_is_refused_before_the_job_costs_anything(harness: Harness, make_photo) -> None:
+    # It used to pass a name check, run the whole SfM stage, then fail three training attempts.
+    response = await harness.client.post(
+        "/recon/jobs", data={"preset": "standrad"}, files=_files(*[(f"{i}.jpg", make_photo(seed=i)) for i in range(3)])
+    )
+    assert response.status_code == 400
+    error = response.json()["detail"]["errors"][0]
+    assert error["rule"] == "options" and "preview, standard, reference" in error["message"]
 
 
 async def _declare(

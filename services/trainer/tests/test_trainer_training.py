@@ -202,3 +202,21 @@ def test_view_batches_share_one_size_cover_every_view_and_keep_their_shape() -> 
         assert len(batch) == (4 if batch[0].image.shape == (4, 6, 3) else 3)
         seen += [v.index for v in batch]
     assert set(seen) == set(range(10))
+
+
+def test_the_contract_names_exactly_the_trainers_presets() -> None:
+    from photosplat_libs.events import PRESET_NAMES, JobOptions
+    from photosplat_trainer.config import PRESETS
+
+    assert set(PRESET_NAMES) == set(PRESETS)
+    # Options written before max_image_side was retired still read.
+    assert JobOptions.model_validate({"preset": "preview", "original_resolution": False, "max_image_side": None}).preset == "preview"
+
+
+def test_unusable_training_options_fail_without_retries(tmp_path) -> None:
+    from photosplat_libs.errors import WorkError
+    from photosplat_trainer.pipeline import run_pipeline
+
+    with pytest.raises(WorkError) as caught:
+        run_pipeline(tmp_path, tmp_path / "out", preset_name="standrad", device="cpu")
+    assert caught.value.retryable is False and "standrad" in str(caught.value)

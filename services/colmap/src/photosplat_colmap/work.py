@@ -43,7 +43,7 @@ async def run_sfm(event: ImagesValidated, ctx: JobContext) -> SfmDone:
 def sfm_options(options: JobOptions) -> pipeline.SfmOptions:
     if options.original_resolution:
         return pipeline.SfmOptions(max_image_side=None)
-    return pipeline.SfmOptions(max_image_side=options.max_image_side or pipeline.DEFAULT_MAX_SIDE)
+    return pipeline.SfmOptions(max_image_side=pipeline.DEFAULT_MAX_SIDE)
 
 
 async def _download(ctx: JobContext, images: tuple[ImageInfo, ...], folder: Path) -> list[Photo]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -13,14 +12,13 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from photosplat_libs.db.models import Job, JobStatus
-from photosplat_libs.events import ImageInfo, ImagesValidated, JobOptions, JobSubmitted, Stage
+from photosplat_libs.events import PRESET_NAMES, ImageInfo, ImagesValidated, JobOptions, JobSubmitted, Stage
 from photosplat_libs.security import hash_token, seal_pub_key
 
 from photosplat_ingest.validation import FileError, Rule, ValidationFailed
 
 # 24 bytes -> 32 URL-safe characters, 192 bits: unguessable viewer links.
 PUB_KEY_BYTES = 24
-_PRESET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _BOOL: TypeAdapter[bool] = TypeAdapter(bool)
 
 
@@ -59,8 +57,9 @@ def parse_options(original_resolution: object, preset: object) -> JobOptions:
         problem = f"original_resolution must be true or false, not {original_resolution!r}"
         errors.append(FileError(None, Rule.OPTIONS, problem))
     name = "standard" if preset in (None, "") else preset
-    if not isinstance(name, str) or not _PRESET.match(name):
-        errors.append(FileError(None, Rule.OPTIONS, "preset must be a short lower-case name such as 'standard'"))
+    if name not in PRESET_NAMES:
+        choices = ", ".join(PRESET_NAMES)
+        errors.append(FileError(None, Rule.OPTIONS, f"preset must be one of {choices}, not {str(name)[:40]!r}"))
         name = "standard"
     if errors:
         raise ValidationFailed(errors)

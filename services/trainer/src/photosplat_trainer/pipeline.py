@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from photosplat_libs.errors import WorkError
 from photosplat_libs.events import HomeView
 
 from photosplat_trainer.backends import Backend, select_backend
@@ -140,7 +141,11 @@ def run_pipeline(
     if is_blender(Path(scene_dir)):
         # NeRF-synthetic objects are trained and scored on white, as 3DGS and its published numbers do.
         overrides.setdefault("background", (1.0, 1.0, 1.0))
-    cfg = resolve_config(preset_name, overrides, backend, steps, max_steps)
+    try:
+        cfg = resolve_config(preset_name, overrides, backend, steps, max_steps)
+    except ValueError as exc:
+        # Bad job options fail the same way on every attempt.
+        raise WorkError(f"the training options cannot be used: {exc}", retryable=False) from exc
     with clock.stage("load"):
         data = load_scene(Path(scene_dir), max_image_side=cfg.max_image_side, test_every=cfg.test_every, background=cfg.background)
     out_dir = Path(out_dir)

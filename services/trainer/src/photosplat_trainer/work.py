@@ -114,11 +114,7 @@ async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSetting
 
 
 def options_overrides(options: JobOptions) -> dict[str, object]:
-    if options.original_resolution:
-        return {"max_image_side": None}
-    if options.max_image_side is not None:
-        return {"max_image_side": options.max_image_side}
-    return {}
+    return {"max_image_side": None} if options.original_resolution else {}
 
 
 async def download_prefix(store: ObjectStore, prefix: str, dest: Path) -> None:
