@@ -1,5 +1,6 @@
 """SfM benchmark: time per step, registered photos, reprojection error and pose accuracy on
-buddha, lund (../shared/datasets) and the synthetic scene. Prints a Markdown table.
+buddha, lund (--data, else $PHOTOSPLAT_DATASETS, else ../shared/datasets from the current folder)
+and the synthetic scene. Prints a Markdown table.
 
     python services/colmap/bench/bench_sfm.py [--datasets buddha buddha-phone lund synthetic] [--data DIR]
         [--variant NAME:FIELD=VALUE,FIELD=VALUE ...]
@@ -23,11 +24,10 @@ import numpy as np
 import pycolmap
 from photosplat_colmap import pipeline
 from photosplat_colmap.capture import photos_from_folder
-from photosplat_colmap.evaluation import pose_errors, pose_from_projection, poses_of
+from photosplat_colmap.evaluation import buddha_truth, pose_errors, poses_of
 from photosplat_libs.synthetic import render_scene, write_images
 
 STEPS = ("capture", "extraction", "matching", "mapping", "undistortion")
-DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "datasets"
 
 
 def prepare_dataset(name: str, data: Path, tmp: Path) -> tuple[Path, dict[str, np.ndarray] | None]:
@@ -49,11 +49,7 @@ def prepare_dataset(name: str, data: Path, tmp: Path) -> tuple[Path, dict[str, n
         _, truth = prepare_dataset("buddha", data, tmp)
         return folder, truth
     if name == "buddha":
-        truth = {
-            f"{p.name.split('_')[0]}.jpg": pose_from_projection(np.loadtxt(p))
-            for p in (root / "cameras_P").glob("*_P.txt")
-        }
-        return root / "images", truth
+        return root / "images", buddha_truth(root)
     return root / "images", None
 
 
@@ -94,7 +90,7 @@ def bench(name: str, data: Path, options: pipeline.SfmOptions) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=["buddha", "lund", "synthetic"])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("PHOTOSPLAT_DATASETS", DEFAULT_DATA)))
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("PHOTOSPLAT_DATASETS", "../shared/datasets")))
     parser.add_argument("--variant", action="append", default=[], help="NAME:FIELD=VALUE,... (SfmOptions)")
     args = parser.parse_args()
     variants = [("default", pipeline.SfmOptions()), *map(parse_variant, args.variant)]

@@ -11,7 +11,15 @@ import pytest
 from photosplat_colmap import known_poses
 from photosplat_colmap.capture import Photo, Prepared, photos_from_folder, prepare
 from photosplat_colmap.evaluation import pose_errors, pose_from_projection, poses_of, umeyama
-from photosplat_colmap.pipeline import RecordingReporter, SfmOptions, choose_matcher, looks_like_video_frames
+from photosplat_colmap.pipeline import (
+    EXTRACTION_MIN_IMAGES_PER_THREAD,
+    MATCHING_MIN_PAIRS_PER_CALL,
+    RecordingReporter,
+    SfmOptions,
+    chunk_size,
+    choose_matcher,
+    looks_like_video_frames,
+)
 from photosplat_libs.synthetic import SyntheticScene, render_scene, write_colmap_dataset, write_images
 from PIL import Image, ImageFilter
 
@@ -45,6 +53,24 @@ def test_blurry_photos_are_left_out_and_duplicates_and_missing_focal_reported(
     assert Image.open(tmp_path / "work" / kept.photo.name).size == (200, 150)
 
 
+def test_large_rotated_jpeg_is_scaled_from_its_upright_size(tmp_path: Path) -> None:
+    # A phone photo stored landscape with "rotate 90" in EXIF: decoded at reduced size (JPEG draft)
+    # yet scaled and rotated exactly as a full decode would be.
+    stored = Image.new("RGB", (2000, 1500))
+    stored.paste((255, 0, 0), (0, 0, 1000, 1500))  # left half red: the top once upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=90)
+
+    report = prepare([Photo(tmp_path / "phone.jpg", "phone.jpg")], tmp_path / "work", max_side=400)
+
+    kept = report.kept[0]
+    assert (kept.width, kept.height) == (300, 400) and kept.scale == pytest.approx(0.2)
+    copy = Image.open(tmp_path / "work" / "phone.jpg")
+    assert copy.size == (300, 400) and not copy.getexif()
+    assert copy.getpixel((150, 100))[0] > 200 and copy.getpixel((150, 300))[0] < 50
+
+
 def test_focal_from_exif_like_ingest(scene: SyntheticScene, tmp_path: Path) -> None:
     write_images(scene, tmp_path)
     photo = photos_from_folder(tmp_path)[0]
@@ -65,6 +91,15 @@ def test_matcher_choice() -> None:
     assert choose_matcher(_prepared(unordered * 2), options)[0] == "sequential"
     assert choose_matcher(_prepared(unordered), SfmOptions(matcher="sequential")) == ("sequential", "requested")
     assert not looks_like_video_frames(["a.jpg", "b.jpg"] * 10)
+
+
+def test_extraction_and_matching_are_split_for_progress_only_on_large_sets() -> None:
+    # Each call has a fixed cost (GPU contexts with CUDA): 67 photos on 16 threads were
+    # 5 extraction and 10 matching calls; now 1 and 2.
+    assert chunk_size(67, EXTRACTION_MIN_IMAGES_PER_THREAD * 16) == 67
+    assert chunk_size(67 * 66 // 2, MATCHING_MIN_PAIRS_PER_CALL) == 1106
+    assert chunk_size(67, EXTRACTION_MIN_IMAGES_PER_THREAD * 2) == 17  # 2 threads: 4 calls
+    assert chunk_size(100_000, MATCHING_MIN_PAIRS_PER_CALL) == 10_000  # never more than 10 calls
 
 
 def test_umeyama_and_projection_decomposition() -> None:

@@ -10,7 +10,7 @@ import pycolmap
 import pytest
 from photosplat_colmap import pipeline
 from photosplat_colmap.capture import photos_from_folder
-from photosplat_colmap.evaluation import pose_errors, pose_from_projection, poses_of
+from photosplat_colmap.evaluation import buddha_truth, pose_errors, poses_of
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -22,14 +22,6 @@ pytestmark = pytest.mark.slow
 BUDDHA_MAX_MEDIAN_ROTATION_DEG = 0.5
 BUDDHA_MAX_ROTATION_DEG = 1.0
 _GPS_IFD = 0x8825
-
-
-def buddha_truth(root: Path) -> dict[str, np.ndarray]:
-    # P is for the full-size images; rotations and centres do not depend on the image scale.
-    return {
-        f"{p.name.split('_')[0]}.jpg": pose_from_projection(np.loadtxt(p))
-        for p in sorted((root / "cameras_P").glob("*_P.txt"))
-    }
 
 
 def test_buddha_registers_nearly_all_photos_with_true_poses(tmp_path: Path) -> None:

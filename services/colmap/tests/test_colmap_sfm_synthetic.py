@@ -12,7 +12,7 @@ from photosplat_colmap.capture import photos_from_folder
 from photosplat_colmap.cli import main
 from photosplat_colmap.evaluation import pose_errors, poses_of
 from photosplat_libs.synthetic import SyntheticScene, render_scene, write_images
-from photosplat_libs.worker import UserError
+from photosplat_libs.errors import UserError
 
 # Stated tolerance on the synthetic orbit (320x240, 24 views): measured ~0.3 deg / ~0.5 %.
 MAX_ROTATION_DEG = 1.0

@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from photosplat_libs.worker import UserError
+from photosplat_libs.errors import UserError
 
 from photosplat_colmap import known_poses, pipeline
 from photosplat_colmap.capture import photos_from_folder

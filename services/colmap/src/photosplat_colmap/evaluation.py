@@ -4,6 +4,7 @@ position and orientation of the world). Used by the tests and the benchmark."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pycolmap
@@ -73,3 +74,12 @@ def pose_errors(estimated: dict[str, np.ndarray], truth: dict[str, np.ndarray]) 
         delta = estimated[n][:, :3] @ R.T @ truth[n][:, :3].T
         rotation.append(np.degrees(np.arccos(np.clip((np.trace(delta) - 1) / 2, -1, 1))))
     return PoseErrors(np.array(rotation), np.linalg.norm(aligned - true_c, axis=1) / spread)
+
+
+def buddha_truth(root: Path) -> dict[str, np.ndarray]:
+    """The true cameras of the buddha set (``cameras_P/NNNN_P.txt`` for ``images/NNNN.jpg``). P is
+    for the full-size images; rotations and centres do not depend on the image scale."""
+    return {
+        f"{p.name.split('_')[0]}.jpg": pose_from_projection(np.loadtxt(p))
+        for p in sorted((root / "cameras_P").glob("*_P.txt"))
+    }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pycolmap
 from photosplat_libs.transforms import frame_camera
-from photosplat_libs.worker import UserError
+from photosplat_libs.errors import UserError
 
 from photosplat_colmap import outputs
 from photosplat_colmap.capture import Photo, prepare

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import pycolmap
-from photosplat_libs.worker import UserError
+from photosplat_libs.errors import UserError
 
 from photosplat_colmap import mapping, outputs
 from photosplat_colmap.capture import CaptureReport, Photo, Prepared, prepare, usable_cpus
@@ -25,6 +25,10 @@ EXHAUSTIVE_MAX_IMAGES = 100
 EXHAUSTIVE_FALLBACK_MAX_IMAGES = 400
 SEQUENTIAL_OVERLAP = 15
 SMALL_IMAGE_SIDE = 1280
+# Extraction and matching run in chunks only to report progress; every call has a fixed cost
+# (threads, the database, with CUDA its GPU contexts), so a chunk is never smaller than these.
+EXTRACTION_MIN_IMAGES_PER_THREAD = 8
+MATCHING_MIN_PAIRS_PER_CALL = 1000
 # Progress shares of the steps (extraction and matching dominate on CPU).
 _SHARES = {"capture": 0.05, "extraction": 0.30, "matching": 0.30, "mapping": 0.30, "undistortion": 0.05}
 
@@ -71,9 +75,10 @@ class SfmOptions:
     vocab_tree: Path | None = None
     # -1: every CPU this process may use.
     num_threads: int = -1
-    # None: 8192 with CUDA, 4096 on CPU (CPU matching cost grows with the square of the count;
-    # 4096 still gives hundreds of inliers per overlapping pair at 1600 px).
-    max_num_features: int | None = None
+    # SIFT keypoints per image (COLMAP keeps up to two orientations each), with or without CUDA:
+    # matching grows with the square of the count and mapping with the points it yields, and
+    # 4096 still gives hundreds of inliers per overlapping pair at 1600 px.
+    max_num_features: int = 4096
 
 
 @dataclass
@@ -226,20 +231,26 @@ def _extract(
     _set_focal_priors(database, kept)
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = options.num_threads
-    extraction.sift.max_num_features = options.max_num_features or (8192 if pycolmap.has_cuda else 4096)
+    extraction.sift.max_num_features = options.max_num_features
     # SIFT's upsampled first octave finds small features in small images (lund's 1024 px street
     # fragments without it); at 1600 px it mostly costs time (4x the pixels).
     extraction.sift.first_octave = -1 if max(max(p.width, p.height) for p in kept) < SMALL_IMAGE_SIDE else 0
     extraction.use_gpu = pycolmap.has_cuda
-    # About ten chunks for the progress bar, but never fewer images per call than threads: each
-    # call decodes and extracts its images in parallel, one per thread.
-    chunk = max(-(-len(names) // 10), options.num_threads)
+    # Chunks for the progress bar, but each call costs a start (GPU contexts with CUDA) and idles
+    # threads at its tail: only large sets are split, into at most ten calls.
+    chunk = chunk_size(len(names), EXTRACTION_MIN_IMAGES_PER_THREAD * options.num_threads)
     for start in range(0, len(names), chunk):
         progress.step("extraction", start / len(names), extracted=start, images=len(names))
         pycolmap.extract_features(
             str(database), str(images_dir), image_names=names[start : start + chunk], extraction_options=extraction
         )
     progress.step("extraction", 1.0, extracted=len(names), images=len(names))
+
+
+def chunk_size(count: int, min_per_call: int) -> int:
+    """Up to ten equal calls of at least ``min_per_call`` items (one call for small sets)."""
+    calls = min(10, max(1, count // max(min_per_call, 1)))
+    return max(1, -(-count // calls))
 
 
 def _camera_mode(kept: list[Prepared]) -> pycolmap.CameraMode:
@@ -342,7 +353,7 @@ def _match_pairs_in_chunks(
     """Exhaustive matching as ~10 explicit pair lists, so that progress moves through the pairs
     (COLMAP's own exhaustive matcher reports nothing until it is done)."""
     pair_file = database.parent / "pairs.txt"
-    size = max(1, -(-len(pairs) // 10))
+    size = chunk_size(len(pairs), MATCHING_MIN_PAIRS_PER_CALL)
     for start in range(0, len(pairs), size):
         progress.step("matching", start / len(pairs), pairs_matched=start, pairs=len(pairs))
         pair_file.write_text("\n".join(f"{a} {b}" for a, b in pairs[start : start + size]) + "\n")
