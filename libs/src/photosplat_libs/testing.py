@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from photosplat_libs.bus import Delivery
 from photosplat_libs.events import Envelope
@@ -66,6 +74,12 @@ class CuttableProxy:
 
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
+    def url_for(self, amqp_url: str) -> str:
+        """``amqp_url`` through this proxy, reconnecting quickly after a cut."""
+        parts = urlsplit(amqp_url)
+        netloc = f"{parts.username}:{parts.password}@127.0.0.1:{self.port}"
+        return parts._replace(netloc=netloc, query="reconnect_interval=0.5").geturl()
+
     def cut(self) -> None:
         for writer in self._writers:
             writer.transport.abort()
@@ -75,3 +89,82 @@ class CuttableProxy:
         self.cut()
         if self._server is not None:
             self._server.close()
+
+
+class ServiceProcesses:
+    """Services as separate processes (``python -m photosplat_NAME``), each configured only by its
+    environment as in deploy/compose.yaml; every wait yields to the event loop, so a
+    :class:`CuttableProxy` on the same loop keeps relaying while a test waits."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        # Settings every service gets, without their PHOTOSPLAT_NAME_ prefix.
+        self.env, self.logs = env, logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._runs: dict[str, int] = {}
+
+    def start(self, name: str, extra: dict[str, str] | None = None) -> None:
+        """Start (or start again) ``name``; each run logs to its own file (see :meth:`log`)."""
+        prefix = f"PHOTOSPLAT_{name.upper()}_"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.update({prefix + k: v for k, v in self.env.items()})
+        env.update(extra or {})
+        self._runs[name] = run = self._runs.get(name, 0) + 1
+        path = self.logs / f"{name}-{run}.log"
+        with open(path, "wb") as log:
+            command = [sys.executable, "-m", f"photosplat_{name}"]
+            self.procs[name] = subprocess.Popen(command, stdout=log, stderr=log, env=env)
+
+    def log(self, name: str) -> Path:
+        """The log file of ``name``'s latest run."""
+        return self.logs / f"{name}-{self._runs[name]}.log"
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no graceful stop, as a crash or an OOM kill."""
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    async def wait_http(self, name: str, url: str, timeout: float = 60.0) -> None:
+        import httpx  # a test dependency, not one of the library's
+
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1) as http:
+            while time.monotonic() < deadline:
+                self.assert_alive(name)
+                try:
+                    if (await http.get(f"{url}/healthz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.3)
+        raise AssertionError(f"{name} did not come up:\n{self.tail()}")
+
+    async def wait_log(self, name: str, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        """The first match of ``pattern`` in the log of ``name``'s current run."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.assert_alive(name)
+            found = re.search(pattern, self.log(name).read_text(errors="replace"))
+            if found:
+                return found
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{name} never logged {pattern!r}:\n{self.tail()}")
+
+    def assert_alive(self, name: str) -> None:
+        assert self.procs[name].poll() is None, f"{name} exited:\n{self.tail()}"
+
+    async def stop(self, grace: float = 20.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + grace
+        while any(p.poll() is None for p in self.procs.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+    def tail(self, chars: int = 2500) -> str:
+        logs = sorted(self.logs.glob("*.log"))
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in logs)
