@@ -74,6 +74,8 @@ def _embedded(args: argparse.Namespace) -> None:
             overrides["public_base_url"] = base_url
         if name == "status":
             overrides["admin_token"] = admin_token
+        if name == "ingest":
+            overrides.update(_unlimited_unless_set(settings_class))
         settings = settings_class(**overrides)
         services.append(create(settings, deps))
     configure_logging(args.log_level)
@@ -84,6 +86,17 @@ def _embedded(args: argparse.Namespace) -> None:
         flush=True,
     )
     asyncio.run(serve(services, deps, host=args.host, port=args.port, log_level=args.log_level))
+
+
+def _unlimited_unless_set(settings_class: type) -> dict[str, int]:
+    """One person's own machine: no quotas (0 = off), except those set in the environment. The
+    defaults are for a public instance."""
+    prefix = settings_class.model_config["env_prefix"]
+    return {
+        field: 0
+        for field in settings_class.model_fields
+        if field.startswith(("client_", "global_")) and (prefix + field).upper() not in os.environ
+    }
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -129,6 +142,7 @@ DELEGATED: dict[str, str] = {
     "sfm": "photosplat_colmap.cli",
     "train": "photosplat_trainer.cli",
     "reconstruct": "photosplat.reconstruct",
+    "api-key": "photosplat_ingest.api_keys",
 }
 
 

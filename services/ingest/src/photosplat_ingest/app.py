@@ -11,6 +11,7 @@ from photosplat_libs.service import Deps, deps_from_settings
 
 from photosplat_ingest.api import IngestContext, build_router
 from photosplat_ingest.intake import Decoder
+from photosplat_ingest.quotas import Quotas
 from photosplat_ingest.settings import IngestSettings
 from photosplat_ingest.sweeper import UploadSweeper
 
@@ -30,6 +31,7 @@ class IngestService:
             db=deps.db,
             relay=self.relay,
             decoder=self.decoder,
+            quotas=Quotas(settings, deps.db),
         )
         self.router = build_router(context)
         _mount_folder_uploads(self.router, deps, settings)

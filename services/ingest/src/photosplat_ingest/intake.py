@@ -1,5 +1,5 @@
 """Validating the files of one request, then storing them: every file is checked before any object
-is written, and a failure while writing removes what was written (DESIGN §6: nothing half-created)."""
+is written, and a failure while writing removes what was written (docs/architecture.md §6: nothing half-created)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from pydantic_settings import SettingsConfigDict
 from photosplat_libs.settings import ServiceSettings
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 class IngestSettings(ServiceSettings):
@@ -39,6 +40,26 @@ class IngestSettings(ServiceSettings):
     # Full decodes running at once in this process (a thread pool of this size): each holds up to
     # ~4 bytes x max_pixels, so decode memory stays under decode_concurrency x that.
     decode_concurrency: int = Field(default=2, ge=1)
+
+    # Rate limits on creating jobs (0: no such limit), counted in the database so that every
+    # replica sees the same numbers. Per client: the owner token a request carries, else its
+    # address (an IPv6 one by its /64, which one subscriber usually holds whole); globally: all
+    # clients together. Unfinished jobs are those not yet DONE, FAILED or CANCELLED (a declared
+    # upload counts until its upload window closes). A request with an API key (X-API-Key) is not
+    # limited, though its jobs count towards the global numbers.
+    client_jobs_per_hour: int = Field(default=10, ge=0)
+    client_unfinished_jobs: int = Field(default=3, ge=0)
+    client_upload_bytes_per_day: int = Field(default=5 * GIB, ge=0)
+    global_jobs_per_hour: int = Field(default=100, ge=0)
+    global_unfinished_jobs: int = Field(default=30, ge=0)
+    global_upload_bytes_per_day: int = Field(default=100 * GIB, ge=0)
+    # The Retry-After of a refusal for unfinished jobs: it ends when a job does, at no known time.
+    unfinished_retry_after_seconds: int = Field(default=60, ge=1)
+    # Proxies in front of ingest that each append the address they saw to X-Forwarded-For. 0: the
+    # header is ignored (a client can write anything there); 1: its last entry is the client's.
+    trusted_proxy_hops: int = Field(default=0, ge=0)
+    # How long a retry with the same Idempotency-Key gets the first response back.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
     @model_validator(mode="after")
     def _window_outlives_its_urls(self) -> IngestSettings:

@@ -1,6 +1,7 @@
 """Sweeping presigned uploads nothing will use: a URL stays valid until it expires, so a client can
 PUT again after its submit, and a client may never submit at all. Neither leaves data behind for
-longer than the URL lifetime (submitted) or the upload window (never submitted)."""
+longer than the URL lifetime (submitted) or the upload window (never submitted). The same loop
+purges expired idempotency keys."""
 
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ async def sweep_uploads(settings: IngestSettings, db: Database, store: ObjectSto
     return len(due)
 
 
+async def purge_idempotency_keys(db: Database, now: datetime) -> int:
+    """Expired keys are already ignored; this only keeps the table small."""
+    async with db.transaction() as session:
+        return await repository.purge_idempotency_records(session, now)
+
+
 class UploadSweeper:
     def __init__(self, settings: IngestSettings, db: Database, store: ObjectStore) -> None:
         self._settings, self._db, self._store = settings, db, store
@@ -63,7 +70,9 @@ class UploadSweeper:
     async def _loop(self) -> None:
         while True:
             try:
-                await sweep_uploads(self._settings, self._db, self._store, datetime.now(timezone.utc))
+                now = datetime.now(timezone.utc)
+                await sweep_uploads(self._settings, self._db, self._store, now)
+                await purge_idempotency_keys(self._db, now)
             except asyncio.CancelledError:
                 raise
             except Exception:

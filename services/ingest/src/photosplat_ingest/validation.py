@@ -1,4 +1,4 @@
-"""Image validation and sanitising (DESIGN §6). Pure functions: bytes in, sanitised bytes or a
+"""Image validation and sanitising (docs/architecture.md §6). Pure functions: bytes in, sanitised bytes or a
 :class:`FileRejected` naming the rule out. CPU-heavy; callers run :func:`sanitize` in a thread.
 
 A client's filename is only ever a display name: it decides nothing but the extension check, and
