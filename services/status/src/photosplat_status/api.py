@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, Security, status
+from fastapi.security import HTTPBearer
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +36,13 @@ NOT_FOUND = "job not found"
 # into an error, not an empty page. The offset bound fits any SQL integer and is far past any listing.
 MAX_LIST_LIMIT = 200
 MAX_LIST_OFFSET = 2**31 - 1
+# Documents the token in the OpenAPI schema only: auto_error=False never refuses a request, the
+# routes check the header themselves (auth.caller_of).
+CLIENT_OR_ADMIN_TOKEN = HTTPBearer(
+    scheme_name="clientOrAdminToken",
+    description="The client token of the job's owner, or the admin token.",
+    auto_error=False,
+)
 
 
 @dataclass
@@ -51,18 +59,29 @@ class JobApi:
         self.reads = async_sessionmaker(self.db.engine.execution_options(isolation_level="AUTOCOMMIT"))
 
     def router(self) -> APIRouter:
-        router = APIRouter(tags=["jobs"])
-        router.add_api_route("/recon/jobs", self.list_jobs, methods=["GET"], response_model=views.JobPage)
+        router = APIRouter(tags=["jobs"], dependencies=[Security(CLIENT_OR_ADMIN_TOKEN)])
         router.add_api_route(
-            "/recon/jobs/{job_id}/status", self.job_status, methods=["GET"], response_model=views.JobStatusView
+            "/recon/jobs", self.list_jobs, methods=["GET"], operation_id="list_jobs", response_model=views.JobPage
         )
         router.add_api_route(
-            "/recon/jobs/{job_id}/errors", self.job_errors, methods=["GET"], response_model=list[views.ErrorView]
+            "/recon/jobs/{job_id}/status",
+            self.job_status,
+            methods=["GET"],
+            operation_id="get_job_status",
+            response_model=views.JobStatusView,
+        )
+        router.add_api_route(
+            "/recon/jobs/{job_id}/errors",
+            self.job_errors,
+            methods=["GET"],
+            operation_id="list_job_errors",
+            response_model=list[views.ErrorView],
         )
         router.add_api_route(
             "/recon/jobs/{job_id}/cancel",
             self.cancel_job,
             methods=["POST"],
+            operation_id="cancel_job",
             status_code=status.HTTP_202_ACCEPTED,
             response_model=views.CancelView,
         )
@@ -70,6 +89,7 @@ class JobApi:
             "/recon/jobs/{job_id}",
             self.delete_job,
             methods=["DELETE"],
+            operation_id="delete_job",
             status_code=status.HTTP_204_NO_CONTENT,
             response_class=Response,
         )

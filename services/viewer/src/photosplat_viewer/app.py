@@ -18,6 +18,18 @@ from photosplat_viewer.repository import job_by_pub_key
 from photosplat_viewer.settings import ViewerSettings
 
 
+# The scene file route's answers, for its OpenAPI description: the body is the file itself.
+_FILE_BODY = {"schema": {"type": "string", "format": "binary"}}
+_FILE_TYPES = {media_type: _FILE_BODY for media_type in ("application/octet-stream", "image/*", "application/json")}
+SCENE_FILE_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "The whole file.", "content": _FILE_TYPES},
+    206: {"description": "The requested byte range (Range header).", "content": _FILE_TYPES},
+    304: {"description": "Not modified (If-None-Match)."},
+    404: {"description": "No finished scene has this key, or it has no such file."},
+    416: {"description": "The requested range lies outside the file."},
+}
+
+
 @dataclass
 class ViewerService:
     name: str
@@ -97,6 +109,16 @@ def create(settings: ViewerSettings, deps: Deps) -> ViewerService:
     router.add_api_route("/v/{pub_key}/files.json", scene_manifest, methods=["GET"], include_in_schema=False)
     router.add_api_route(assets.APP_PREFIX + "{path:path}", app_file, methods=["GET"], include_in_schema=False)
     router.add_api_route(assets.VENDOR_PREFIX + "{path:path}", vendor_file, methods=["GET"], include_in_schema=False)
-    router.add_api_route("/recon/pub/{pub_key}/{filename}", scene_file, methods=["GET", "HEAD"])
-    router.add_api_route("/healthz", healthz, methods=["GET"])
+    # One route per method: FastAPI gives a route with two methods one operation id for both.
+    for method in ("GET", "HEAD"):
+        operation_id = f"{method.lower()}_scene_file"
+        router.add_api_route(
+            "/recon/pub/{pub_key}/{filename}",
+            scene_file,
+            methods=[method],
+            operation_id=operation_id,
+            response_class=Response,
+            responses=SCENE_FILE_RESPONSES,
+        )
+    router.add_api_route("/healthz", healthz, methods=["GET"], operation_id="viewer_health")
     return ViewerService(name="viewer", router=router)
