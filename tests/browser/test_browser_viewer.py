@@ -1,7 +1,7 @@
 """The viewer of a finished job renders its scene in headless Chromium (software WebGL).
 
 The scene is a ball of 20,000 Gaussians in the trainer's frame (COLMAP: y down), written by the
-trainer's own .splat and SPZ exporters. Its colours encode direction: red where the scene's "up" is (-y in
+trainer's own .splat, SPZ and SOG exporters. Its colours encode direction: red where the scene's "up" is (-y in
 COLMAP), green on its right (+x). The screenshot is compared with a reference made by projecting the
 Gaussian centres with the camera the viewer reports: the non-background masks must overlap (IoU) and
 their centroids agree, and red must be above and green right of the rest, which also checks the
@@ -31,7 +31,7 @@ BACKGROUND = np.array([0x15, 0x19, 0x1E])
 
 
 def ball_scene(fmt: str) -> tuple[np.ndarray, bytes]:
-    """The centres (COLMAP frame) and the exported bytes (``fmt``: splat or spz) of the test ball."""
+    """The centres (COLMAP frame) and the exported bytes (``fmt``: splat, spz or sog) of the test ball."""
     from photosplat_trainer.export import EXPORT_FORMATS
     from photosplat_trainer.gaussians import SH_C0, GaussianSet
 
@@ -90,7 +90,9 @@ def centroid(mask: np.ndarray) -> np.ndarray:
 HOME = {"position": [0.0, 0.0, -3.0], "target": [0.0, 0.0, 0.0], "up": [0.0, -1.0, 0.0], "fov_y_deg": 40.0}
 
 
-@pytest.mark.parametrize("fmt,home", [("splat", None), ("spz", None), ("spz", HOME)], ids=["splat", "spz", "spz-home"])
+@pytest.mark.parametrize(
+    "fmt,home", [("splat", None), ("spz", None), ("sog", None), ("spz", HOME)], ids=["splat", "spz", "sog", "spz-home"]
+)
 def test_viewer_renders_a_finished_scene(server, watched, done_job, web_assets, fmt: str, home: dict | None) -> None:
     means, data = ball_scene(fmt)
     stats = {"home_view": home} if home else {}
@@ -101,8 +103,8 @@ def test_viewer_renders_a_finished_scene(server, watched, done_job, web_assets, 
     viewer.wait_for(state="visible")
     expect(viewer).to_have_attribute("data-state", "ready", timeout=60_000)
     camera = json.loads(viewer.get_attribute("data-camera"))
-    # .splat is y-down like the trainer's PLY and is turned; SPZ is y-up by its spec and is not
-    assert camera["format"] == fmt and camera["flipped"] == (fmt == "splat") and camera["splats"] == N
+    # .splat and SOG are y-down like the trainer's PLY and are turned; SPZ is y-up by its spec and is not
+    assert camera["format"] == fmt and camera["flipped"] == (fmt in ("splat", "sog")) and camera["splats"] == N
     if home:  # the viewer opens at the trainer's capture camera, not at its own framing
         assert np.allclose(camera["position"], [0, 0, 3]) and np.allclose(camera["target"], [0, 0, 0])
         assert camera["fov"] == pytest.approx(40.0)

@@ -30,6 +30,6 @@ def test_spz_records_antialiased_training(tmp_path: Path) -> None:
 def test_the_ply_reads_back_bit_for_bit(tmp_path: Path) -> None:
     g = _gaussians()
     back = load_export(export_one(g, tmp_path, "ply").path)
-    assert back.equals(g) and set(EXPORT_FORMATS) == {"ply", "splat", "spz"}
+    assert back.equals(g) and set(EXPORT_FORMATS) == {"ply", "splat", "spz", "sog"}
     back.means[0, 0] += 1e-6
     assert not back.equals(g)

@@ -86,11 +86,11 @@ def test_empty_set(tmp_path: Path) -> None:
     assert len(back) == 0 and back.sh_degree == 3
 
 
-def test_export_all_writes_three_files_and_loads_them_back(tmp_path: Path) -> None:
+def test_export_all_writes_every_format_and_loads_them_back(tmp_path: Path) -> None:
     g = random_set(100, 3)
     results = export_all(g, tmp_path / "out")
-    assert [r.format for r in results] == ["ply", "splat", "spz"]
-    assert [r.path.name for r in results] == ["scene.ply", "scene.splat", "scene.spz"]
+    assert [r.format for r in results] == ["ply", "splat", "spz", "sog"]
+    assert [r.path.name for r in results] == ["scene.ply", "scene.splat", "scene.spz", "scene.sog"]
     for r in results:
         assert isinstance(r, ExportResult) and r.bytes == r.path.stat().st_size > 0
         back = load_export(r.path)
@@ -98,6 +98,7 @@ def test_export_all_writes_three_files_and_loads_them_back(tmp_path: Path) -> No
     assert load_export(results[0].path).sh_degree == 3
     assert load_export(results[1].path).sh_degree == 0
     assert load_export(results[2].path).sh_degree == 3
+    assert load_export(results[3].path).sh_degree == 3
     sizes = {r.format: r.bytes for r in results}
     assert sizes["splat"] == 32 * len(g)
     # With SH degree 3 SPZ keeps 45 more bytes per Gaussian than .splat, so only PLY is bigger.

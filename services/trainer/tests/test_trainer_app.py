@@ -98,7 +98,7 @@ async def test_a_training_job_runs_on_the_cpu_from_the_stored_sfm_folder(deps: D
 
     done = seen[-1]
     assert isinstance(done, TrainingDone), done
-    assert [e.format for e in done.exports] == ["ply", "splat", "spz"]
+    assert [e.format for e in done.exports] == ["ply", "splat", "spz", "sog"]
     for export in done.exports:
         assert (await deps.store.stat(export.key)).size == export.bytes > 0 and export.psnr is not None
     assert done.gaussian_count > 0 and done.psnr is not None and done.ssim is not None

@@ -100,7 +100,7 @@ def test_the_home_view_is_a_capture_camera_aimed_at_what_it_sees(scene_dir: Path
 def test_cli_training_beats_the_untrained_scene_and_writes_everything(scene_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert cli.main([str(scene_dir), "--out", str(out), "--preset", "preview", "--device", "cpu", "--steps", "250"]) == 0
-    for name in ("scene.ply", "scene.splat", "scene.spz", "thumbnail.png", "config.json", "metrics.json"):
+    for name in ("scene.ply", "scene.splat", "scene.spz", "scene.sog", "thumbnail.png", "config.json", "metrics.json"):
         assert (out / name).stat().st_size > 0, name
     config = TrainConfig.from_json((out / "config.json").read_text())
     assert config.steps == 250 and config.sh_degree == 1
@@ -113,7 +113,7 @@ def test_cli_training_beats_the_untrained_scene_and_writes_everything(scene_dir:
     assert metrics["psnr"] > 16.0 and metrics["psnr"] > untrained + 5.0, (untrained, metrics["psnr"])
     assert metrics["ssim"] > 0.4
     by_format = {e["format"]: e for e in metrics["exports"]}
-    assert set(by_format) == {"ply", "splat", "spz"}
+    assert set(by_format) == {"ply", "splat", "spz", "sog"}
     # The PLY is lossless; the compressed formats lose a little.
     assert by_format["ply"]["psnr"] == pytest.approx(metrics["psnr"], abs=0.05)
     assert by_format["spz"]["psnr"] > metrics["psnr"] - 2.0

@@ -293,7 +293,8 @@ def _load_view(
     K[1] *= h / cam.height
     viewmat = torch.eye(4)
     viewmat[:3] = torch.tensor(cam.cam_from_world, dtype=torch.float32)
-    return cam.name, torch.from_numpy(np.ascontiguousarray(pixels)), K, viewmat
+    # PIL gives read-only arrays; torch wants to own a writable one.
+    return cam.name, torch.from_numpy(np.array(pixels, copy=not pixels.flags.writeable)), K, viewmat
 
 
 def _image_size(path: Path) -> tuple[int, int]:

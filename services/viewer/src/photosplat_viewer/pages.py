@@ -26,7 +26,7 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 # Viewer pages open a download or a splat file; the 3D viewer sizes its scene by these formats.
-SPLAT_FORMATS = ("spz", "splat", "ply")
+SPLAT_FORMATS = ("sog", "spz", "splat", "ply")
 
 _STAGE_LABELS = {
     "upload": "Waiting for the photos",

@@ -1,4 +1,5 @@
-"""Web exports of a trained scene: ``scene.ply``, ``scene.splat`` and ``scene.spz``, and their readers.
+"""Web exports of a trained scene: ``scene.ply``, ``scene.splat``, ``scene.spz`` and ``scene.sog``, and
+their readers.
 
 ``load_export`` reads any of them back, so the trainer can render the re-loaded set on held-out views
 and report the PSNR a viewer will actually show (the lossy formats quantise colours and shapes).
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from photosplat_trainer.export.ply import read_ply, write_ply
 from photosplat_trainer.export.prune import PruneResult, prune_floaters
+from photosplat_trainer.export.sog import read_sog, write_sog
 from photosplat_trainer.export.splat import read_splat, write_splat
 from photosplat_trainer.export.spz import read_spz, write_spz
 from photosplat_trainer.export.thumbnail import save_thumbnail
@@ -26,10 +28,12 @@ __all__ = [
     "load_export",
     "prune_floaters",
     "read_ply",
+    "read_sog",
     "read_splat",
     "read_spz",
     "save_thumbnail",
     "write_ply",
+    "write_sog",
     "write_splat",
     "write_spz",
 ]
@@ -37,7 +41,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ExportResult:
-    format: str  # "ply" | "splat" | "spz", also the file extension
+    format: str  # "ply" | "splat" | "spz" | "sog", also the file extension
     path: Path
     bytes: int
 
@@ -50,6 +54,7 @@ EXPORT_FORMATS: dict[str, tuple[Writer, Reader]] = {
     "ply": (write_ply, read_ply),
     "splat": (write_splat, read_splat),
     "spz": (write_spz, read_spz),
+    "sog": (write_sog, read_sog),
 }
 
 
@@ -71,5 +76,5 @@ def load_export(path: Path) -> GaussianSet:
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"{path}: unknown export format {path.suffix!r} (expected .ply, .splat or .spz)")
+        raise ValueError(f"{path}: unknown export format {path.suffix!r} (expected .ply, .splat, .spz or .sog)")
     return EXPORT_FORMATS[fmt][1](path)

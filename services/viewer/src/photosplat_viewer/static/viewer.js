@@ -4,16 +4,18 @@ import * as THREE from "three";
 import { FlyControls } from "three/addons/controls/FlyControls.js";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { isMobile, SparkRenderer, SplatMesh } from "@sparkjsdev/spark";
+import { choose, sparkFileType } from "./scene_choice.js";
 
 const BACKGROUND = 0x15191e;
 const FOV = 50;
 // Splats a device is asked to draw at most. A phone's GPU and memory hold far fewer than a
-// desktop's; `?budget=N` overrides. Over budget, the viewer loads only the first N splats of
-// scene.splat, which the trainer writes most important first (a range request: less to download).
+// desktop's; `?budget=N` overrides. Over budget, a scene with only a .splat (no SOG or SPZ) is
+// loaded up to its first N splats, which the trainer writes most important first (a range request).
 const BUDGET = { mobile: 500_000, desktop: 4_000_000 };
 const SPLAT_RECORD_BYTES = 32;
-// Trainer PLY and .splat are in COLMAP's frame (y down, z forward); SPZ is y-up by its spec.
-const Y_DOWN_FORMATS = new Set(["ply", "splat"]);
+// Trainer PLY, .splat and SOG are in COLMAP's frame (y down, z forward): SOG is stored in the PLY's
+// frame, as PlayCanvas writes it and Spark reads it. SPZ is y-up by its spec.
+const Y_DOWN_FORMATS = new Set(["ply", "splat", "sog"]);
 
 const $ = (id) => document.getElementById(id);
 const root = $("viewer");
@@ -23,15 +25,6 @@ const params = new URLSearchParams(window.location.search);
 function setState(state, message) {
   root.dataset.state = state;
   if (message) $("loading").replaceChildren(document.createTextNode(message));
-}
-
-/** Which file to load, and how many bytes of it (null: all). */
-export function choose(files, gaussians, budget, wanted) {
-  const byFormat = Object.fromEntries(files.map((f) => [f.format, f]));
-  if (wanted && byFormat[wanted]) return { file: byFormat[wanted], splats: null };
-  if (gaussians && gaussians > budget && byFormat.splat) return { file: byFormat.splat, splats: budget };
-  const file = byFormat.spz || byFormat.splat || byFormat.ply;
-  return file ? { file, splats: null } : null;
 }
 
 async function download(url, maxBytes, onProgress) {
@@ -166,7 +159,7 @@ async function main() {
     if (fraction == null) bar.removeAttribute("value");
     else bar.value = Math.round(fraction * 100);
   });
-  const mesh = new SplatMesh({ fileBytes: bytes, fileType: choice.file.format, fileName: choice.file.filename });
+  const mesh = new SplatMesh({ fileBytes: bytes, fileType: sparkFileType(choice.file.format), fileName: choice.file.filename });
   if (Y_DOWN_FORMATS.has(choice.file.format)) mesh.quaternion.set(1, 0, 0, 0); // 180° about x
   world.add(mesh);
   await mesh.initialized;
