@@ -7,17 +7,12 @@ from pydantic_settings import SettingsConfigDict
 
 from photosplat_libs.settings import ServiceSettings
 
-# services/viewer/src/photosplat_viewer/settings.py -> the repository root, for an editable install.
-_REPO_ROOT = Path(__file__).resolve().parents[4]
-
-
 def _default_assets_dir() -> Path | None:
-    """``web/node_modules`` of the repository (``npm ci --prefix web``), or of the working folder."""
-    for root in (_REPO_ROOT, Path.cwd()):
-        candidate = root / "web" / "node_modules"
-        if candidate.is_dir():
-            return candidate
-    return None
+    """``web/node_modules`` of the working folder (``scripts/run`` and the tests run from the
+    repository, where ``npm ci --prefix web`` put them); an installed package is told where they are
+    (PHOTOSPLAT_VIEWER_ASSETS_DIR, as the image does), never guessed from where the code lies."""
+    candidate = Path.cwd() / "web" / "node_modules"
+    return candidate if candidate.is_dir() else None
 
 
 class ViewerSettings(ServiceSettings):
