@@ -257,7 +257,7 @@ class _Trainer:
         n_sum = 0
         eval_psnr: float | None = self.history[-1][2] if self.history else None
         eta = EtaEstimator(cfg.steps, cfg.refine_stop, self.densifier.max_gaussians)
-        logged_decile = -1
+        next_basis_log = 1
         for step in range(self.start_step, cfg.steps):
             cb.check_cancelled()
             loss, mse = self._step(step)
@@ -278,8 +278,9 @@ class _Trainer:
                 eta.add(done, self.elapsed + now - session_start, gaussians)
                 rate = (now - session_start) / max(1, done - session_step)
                 left = eta.seconds_left()
-                if left is not None and done * 10 // cfg.steps > logged_decile:
-                    logged_decile = done * 10 // cfg.steps
+                # The estimate's basis in the job log once a tenth and once half of the steps are done.
+                if left is not None and done * 10 // cfg.steps >= next_basis_log:
+                    next_basis_log = 5 if done * 10 < 5 * cfg.steps else 11
                     cb.log(eta.basis)
                 cb.progress(
                     Progress(
