@@ -13,7 +13,10 @@ answered, and its latency counts from that moment, so a server that falls behind
 tail instead of silently slowing the load down. Traffic goes to 127.0.0.1 only; every run is bounded
 (at most 60 s per rate and 30 000 requests).
 
-The knob that scales it is ``--replicas N``: N status processes (each one event loop, so one core
+Two knobs scale it. ``PHOTOSPLAT_STATUS_STATUS_CACHE_SECONDS`` (in the environment of this script;
+the status processes inherit it): answers may be that old, so a job polled by many clients costs one
+database read per interval (2026-11-30, 2 cores: 0.55 instead of 1.4-1.6 ms of CPU per request).
+And ``--replicas N``: N status processes (each one event loop, so one core
 at most) on consecutive ports, the load spread over them round-robin as a load balancer would. In a
 deployment that is the number of status replicas (or containers) behind the proxy; use about one per
 core. Note that the load generator runs on the same machine and takes its share of the cores. The

@@ -9,6 +9,7 @@ BEGIN and COMMIT would double the round trips to the database of the API's busie
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +37,8 @@ NOT_FOUND = "job not found"
 # into an error, not an empty page. The offset bound fits any SQL integer and is far past any listing.
 MAX_LIST_LIMIT = 200
 MAX_LIST_OFFSET = 2**31 - 1
+# Bounds the status cache's memory; expired entries are dropped when it is full.
+MAX_CACHED_JOBS = 10_000
 # Documents the token in the OpenAPI schema only: auto_error=False never refuses a request, the
 # routes check the header themselves (auth.caller_of).
 CLIENT_OR_ADMIN_TOKEN = HTTPBearer(
@@ -53,6 +56,8 @@ class JobApi:
     bus: Bus
     relay: OutboxRelay
     reads: async_sessionmaker[AsyncSession] = field(init=False)
+    # job id -> (monotonic expiry, status row, log tail), when settings.status_cache_seconds > 0.
+    recent: dict[uuid.UUID, tuple[float, Row[Any], list[Any]]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         # Shares the engine's pool; the isolation level is undone when a connection goes back.
@@ -111,12 +116,24 @@ class JobApi:
     async def job_status(self, job_id: uuid.UUID, request: Request) -> Response:
         """Answers the JSON itself (documented by ``views.JobStatusView``), see views.status_json."""
         caller = caller_of(self.settings, request)
+        job, tail = await self._status_of(job_id)
+        if job is None or not caller.may_see(job):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+        return Response(views.status_json(job, self._viewer_url(job, caller), tail), media_type="application/json")
+
+    async def _status_of(self, job_id: uuid.UUID) -> tuple[Row[Any] | None, list[Any]]:
+        now, ttl = time.monotonic(), self.settings.status_cache_seconds
+        cached = self.recent.get(job_id)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
         async with self.reads() as session:
             job = await repo.status_row(session, job_id)
-            if job is None or not caller.may_see(job):
-                raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
-            tail = await repo.log_tail(session, job.id, LOG_TAIL_LINES)
-        return Response(views.status_json(job, self._viewer_url(job, caller), tail), media_type="application/json")
+            tail = await repo.log_tail(session, job.id, LOG_TAIL_LINES) if job is not None else []
+        if ttl and job is not None:
+            if len(self.recent) >= MAX_CACHED_JOBS:
+                self.recent = {k: v for k, v in self.recent.items() if v[0] > now}
+            self.recent[job_id] = (now + ttl, job, tail)
+        return job, tail
 
     async def list_jobs(
         self,
@@ -155,6 +172,7 @@ class JobApi:
                     status.HTTP_409_CONFLICT, f"job already ended with status {job.status}: nothing to cancel"
                 )
             await lifecycle.cancel(session, self.store, job, datetime.now(timezone.utc))
+            self.recent.pop(job_id, None)
             result = views.CancelView(job_id=job.id, status=job.status)
         self.relay.notify()
         return result
@@ -164,5 +182,6 @@ class JobApi:
         async with self.db.transaction() as session:
             job = await self._visible_job(session, caller, job_id, lock=True)
             await lifecycle.delete_objects_and_rows(session, self.store, job.id)
+            self.recent.pop(job_id, None)
         await lifecycle.announce_deleted(self.bus, job_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)

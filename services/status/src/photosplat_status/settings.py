@@ -16,6 +16,10 @@ class StatusSettings(ServiceSettings):
     admin_token: SecretStr | None = None
     # A dashboard login lasts this long (the cookie's lifetime too); logout ends it sooner.
     admin_session_seconds: int = Field(default=12 * 3600, gt=0, le=30 * 24 * 3600)
+    # GET .../status answers may be this many seconds old (0: always read the database). Many
+    # pollers of few jobs then cost one read per job and interval instead of one per request; the
+    # job page polls every 2 s. A cancel or delete through this process is seen at once.
+    status_cache_seconds: float = Field(default=0.0, ge=0.0, le=10.0)
     # Base of the links handed to clients (viewer URL).
     public_base_url: str = "http://127.0.0.1:8000"
     # A started job whose worker has been silent this long is re-dispatched (workers report at least
