@@ -107,3 +107,17 @@ def test_loaded_views_keep_their_pixels_as_bytes(scene, tmp_path: Path) -> None:
     assert view.pixels.dtype == torch.uint8
     assert view.image.dtype == torch.float32 and float(view.image.max()) <= 1.0
     assert torch.equal((view.image * 255).round().to(torch.uint8), view.pixels)
+
+
+def test_frustum_layout_puts_every_random_gaussian_in_sight(object_scene) -> None:
+    from photosplat_trainer.dataset import random_points
+
+    points, _ = random_points(object_scene, 2000, extent=0.5, seed=0, layout="frustum")
+    seen = np.zeros(len(points), bool)
+    for view in object_scene.train:
+        cam = points @ view.viewmat[:3, :3].numpy().T + view.viewmat[:3, 3].numpy()
+        pix = cam @ view.K.numpy().T
+        z = cam[:, 2]
+        u, v = pix[:, 0] / np.maximum(z, 1e-9), pix[:, 1] / np.maximum(z, 1e-9)
+        seen |= (z > 0) & (u >= 0) & (u <= view.width) & (v >= 0) & (v <= view.height)
+    assert seen.all()
