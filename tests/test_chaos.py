@@ -21,7 +21,6 @@ import asyncio
 import io
 import json
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -40,7 +39,7 @@ from photosplat_libs.db import Database
 from photosplat_libs.db.models import ErrorLog, Job, JobStatus, LogLine, ProcessedEvent
 from photosplat_libs.events import TrainingDone
 from photosplat_libs.store import create_store
-from photosplat_libs.testing import CuttableProxy, EventRecorder, ServiceProcesses
+from photosplat_libs.testing import CuttableProxy, EventRecorder, ServiceProcesses, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +51,6 @@ DEADLINE_SECONDS = 100
 CHECKPOINT_SAVED = r"job ([0-9a-f-]{36}): checkpoint of step (\d+) saved"
 PROBE = QueueSpec("chaos-probe", ("#",), delivery_limit=100, prefetch=100)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Chaos:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from photosplat_libs.testing import free_port
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -31,11 +31,6 @@ pytestmark = pytest.mark.slow
 # rasteriser) does not. 600 CPU steps at <=160 px reach ~16 dB here; the GPU presets are benchmarked.
 MIN_GAIN_OVER_CONSTANT_DB = 3.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

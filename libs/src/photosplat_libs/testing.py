@@ -6,10 +6,11 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -91,14 +92,24 @@ class CuttableProxy:
             self._server.close()
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class ServiceProcesses:
     """Services as separate processes (``python -m photosplat_NAME``), each configured only by its
     environment as in deploy/compose.yaml; every wait yields to the event loop, so a
     :class:`CuttableProxy` on the same loop keeps relaying while a test waits."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        # Settings every service gets, without their PHOTOSPLAT_NAME_ prefix.
-        self.env, self.logs = env, logs
+    def __init__(
+        self, env: dict[str, str], logs: Path, *, python: Sequence[str] = (sys.executable,), cwd: Path | None = None
+    ) -> None:
+        # Settings every service gets, without their PHOTOSPLAT_NAME_ prefix; ``python`` (with its
+        # options) runs each ``-m photosplat_NAME`` in ``cwd``.
+        self.env, self.logs, self.python, self.cwd = env, logs, list(python), cwd
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._runs: dict[str, int] = {}
 
@@ -111,8 +122,8 @@ class ServiceProcesses:
         self._runs[name] = run = self._runs.get(name, 0) + 1
         path = self.logs / f"{name}-{run}.log"
         with open(path, "wb") as log:
-            command = [sys.executable, "-m", f"photosplat_{name}"]
-            self.procs[name] = subprocess.Popen(command, stdout=log, stderr=log, env=env)
+            command = [*self.python, "-m", f"photosplat_{name}"]
+            self.procs[name] = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=self.cwd)
 
     def log(self, name: str) -> Path:
         """The log file of ``name``'s latest run."""
