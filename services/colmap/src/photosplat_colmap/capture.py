@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+from photosplat_libs.media import PHOTO_EXTENSIONS
 
 # Blur is judged against the set's own median (a sharp photo of a white wall has little detail):
 # below this fraction a photo is flagged, below the next it is left out.
@@ -76,7 +77,6 @@ def _names(names: list[str], limit: int = 5) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 _MAKE, _MODEL, _EXIF_IFD, _FOCAL_35, _ORIENTATION = 0x010F, 0x0110, 0x8769, 0xA405, 0x0112
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # rotated by 90 degrees: width and height swap
 
@@ -85,7 +85,7 @@ def photos_from_folder(folder: Path) -> list[Photo]:
     """The photos of a local folder (CLI), with the focal length and camera their EXIF gives, the
     same way ingest derives them for the service (35 mm equivalent / 36 * longer side)."""
     photos = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS):
         with Image.open(path) as image:
             exif = image.getexif()
             focal_35 = exif.get_ifd(_EXIF_IFD).get(_FOCAL_35)

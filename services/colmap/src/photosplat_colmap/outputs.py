@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from photosplat_libs import keys
+from photosplat_libs.media import media_type
 from photosplat_libs.store import ObjectStore
 
 if TYPE_CHECKING:  # the pipeline imports this module
     from photosplat_colmap.pipeline import SfmResult
 
 _PARALLEL_UPLOADS = 8
-_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 
 
 def undistorted_prefix(job_id: uuid.UUID) -> str:
@@ -43,7 +43,7 @@ async def upload(store: ObjectStore, job_id: uuid.UUID, result: SfmResult) -> st
 
     async def put(key: str, path: Path) -> None:
         async with limit:
-            await store.put_file(key, str(path), _CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"))
+            await store.put_file(key, str(path), media_type(path.name))
 
     await asyncio.gather(*(put(key, path) for key, path in files))
     return prefix

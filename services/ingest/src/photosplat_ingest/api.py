@@ -34,6 +34,7 @@ from photosplat_libs import keys
 from photosplat_libs.db.engine import Database
 from photosplat_libs.db.outbox import OutboxRelay, add_to_outbox
 from photosplat_libs.events import PRESET_NAMES, ImageInfo, JobOptions, Stage
+from photosplat_libs.media import PHOTO_TYPES
 from photosplat_libs.security import hash_token, looks_like_token, new_token, same, unseal_pub_key
 from photosplat_libs.store import ObjectNotFound, ObjectStore
 
@@ -60,8 +61,6 @@ from photosplat_ingest.validation import (
 
 log = logging.getLogger(__name__)
 
-# Declared extensions -> the Content-Type the client sends with its PUT.
-UPLOAD_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 
 
 @dataclass
@@ -227,7 +226,7 @@ CREATE_JOB_OPENAPI: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": JOB_FORM,
                 "encoding": {
-                    "files": {"contentType": ", ".join(sorted(set(UPLOAD_CONTENT_TYPES.values())))},
+                    "files": {"contentType": ", ".join(sorted(set(PHOTO_TYPES.values())))},
                     "poses": {"contentType": "application/json"},
                 },
             }
@@ -462,7 +461,7 @@ async def _declare_uploads_checked(
     # never handed out.
     urls = [
         await ctx.store.presigned_put(
-            u["key"], ttl, content_type=UPLOAD_CONTENT_TYPES[extension(u["name"])], content_length=u["size"]
+            u["key"], ttl, content_type=PHOTO_TYPES[extension(u["name"])], content_length=u["size"]
         )
         for u in uploads
     ]
@@ -478,7 +477,7 @@ async def _declare_uploads_checked(
                 "key": u["key"],
                 "url": url,
                 "method": "PUT",
-                "headers": {"Content-Type": UPLOAD_CONTENT_TYPES[extension(u["name"])]},
+                "headers": {"Content-Type": PHOTO_TYPES[extension(u["name"])]},
             }
             for u, url in zip(uploads, urls, strict=True)
         ],

@@ -19,12 +19,11 @@ from pathlib import PurePosixPath
 
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
+from photosplat_libs.media import PHOTO_EXTENSIONS, PHOTO_TYPES
 
 # Pillow decodes only these; everything else (TIFF, PSD, EPS, ...) is refused before any parser of
 # it runs.
 PILLOW_FORMATS = ("JPEG", "PNG", "WEBP")
-ALLOWED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
-CONTENT_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
 JPEG_QUALITY = 95
 MAX_NAME_CHARS = 200
 
@@ -257,8 +256,8 @@ def request_too_large(size: int, limits: Limits) -> FileError:
 
 def check_declared(name: str, size: int | None, limits: Limits) -> FileError | None:
     """The checks that need no content: extension and byte size (when known before reading)."""
-    if extension(name) not in ALLOWED_EXTENSIONS:
-        allowed = ", ".join(sorted(ALLOWED_EXTENSIONS))
+    if extension(name) not in PHOTO_EXTENSIONS:
+        allowed = ", ".join(sorted(PHOTO_EXTENSIONS))
         return FileError(name, Rule.EXTENSION, f"file type not accepted (allowed: {allowed})")
     if size is not None and size == 0:
         return FileError(name, Rule.EMPTY, "the file is empty")
@@ -304,7 +303,7 @@ def sanitize(data: bytes, limits: Limits) -> SanitizedImage:
     return SanitizedImage(
         data=encoded,
         ext=ext,
-        content_type=CONTENT_TYPES[ext],
+        content_type=PHOTO_TYPES[ext],
         width=width,
         height=height,
         focal_length_px=tags.focal_length_px(width, height),

@@ -6,20 +6,8 @@ import posixpath
 from dataclasses import dataclass
 
 from photosplat_libs.db.models import Job
+from photosplat_libs.media import media_type
 
-# Splat formats are binary blobs to a browser; PLY too (text/plain would invite rendering it inline).
-_CONTENT_TYPES = {
-    ".splat": "application/octet-stream",
-    ".ksplat": "application/octet-stream",
-    ".spz": "application/octet-stream",
-    ".sog": "application/octet-stream",
-    ".ply": "application/octet-stream",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".json": "application/json",
-}
 
 
 THUMBNAIL = "thumbnail"
@@ -34,7 +22,7 @@ class SceneFile:
 
 
 def content_type(filename: str) -> str:
-    return _CONTENT_TYPES.get(posixpath.splitext(filename)[1].lower(), "application/octet-stream")
+    return media_type(filename)
 
 
 def scene_files(job: Job) -> list[SceneFile]:
