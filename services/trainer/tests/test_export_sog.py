@@ -31,7 +31,7 @@ from photosplat_trainer.dataset import View
 from photosplat_trainer.export import EXPORT_FORMATS, load_export
 from photosplat_trainer.export.sog import decode_sog, encode_sog, palette_size, read_sog, spatial_order, write_sog
 from photosplat_trainer.gaussians import GaussianSet
-from photosplat_trainer.train import render_image
+from photosplat_trainer.evaluation import render_image
 
 ROOT = Path(__file__).resolve().parents[3]
 SPARK = ROOT / "web" / "node_modules" / "@sparkjsdev" / "spark" / "dist" / "spark.module.js"

@@ -22,7 +22,8 @@ from photosplat_trainer.config import PRESETS, TrainConfig, preset, with_overrid
 from photosplat_trainer.dataset import View, load_colmap
 from photosplat_trainer.model import init_params
 from photosplat_trainer.pipeline import adapt_to_backend, home_view, resolve_config
-from photosplat_trainer.train import Callbacks, OutOfMemory, Progress, evaluate_params, train, train_with_oom_retry
+from photosplat_trainer.evaluation import evaluate_params
+from photosplat_trainer.train import Callbacks, OutOfMemory, Progress, train, train_with_oom_retry
 
 torch.set_num_threads(1)
 

@@ -28,7 +28,8 @@ from photosplat_trainer.dataset import Dataset, View, is_blender, load_scene
 from photosplat_trainer.export import EXPORT_FORMATS, export_one, load_export, prune_floaters, save_thumbnail
 from photosplat_trainer.export.prune import PruneResult
 from photosplat_trainer.gaussians import GaussianSet
-from photosplat_trainer.train import Callbacks, TrainResult, evaluate_gaussians, render_image, train_with_oom_retry
+from photosplat_trainer.evaluation import evaluate_gaussians, render_image
+from photosplat_trainer.train import Callbacks, TrainResult, train_with_oom_retry
 
 
 @dataclass(frozen=True)
