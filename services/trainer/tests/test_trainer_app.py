@@ -119,3 +119,22 @@ async def test_a_missing_sfm_folder_fails_the_job(deps: Deps) -> None:
     failed = await asyncio.wait_for(events.get(), 5)
     assert isinstance(failed, StageFailed) and "is missing from the store" in failed.message
     await service.stop()
+
+
+def test_a_gpu_without_its_backend_fails_at_start_not_per_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A GPU host whose image lacks gsplat: every job used to fail three times with ModuleNotFoundError.
+    import sys
+
+    import torch
+    from photosplat_libs.bus.memory import MemoryBus
+    from photosplat_libs.service import Deps
+    from photosplat_libs.store.folder import FolderStore
+    from photosplat_trainer.app import create
+    from photosplat_trainer.settings import TrainerSettings
+
+    deps = Deps(bus=MemoryBus(), store=FolderStore(tmp_path), db=None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "gsplat", None)  # importing it raises ImportError
+    with pytest.raises(RuntimeError, match=r"\[cuda\] extra.*PHOTOSPLAT_TRAINER_DEVICE=cpu"):
+        create(TrainerSettings(device="auto"), deps)
+    assert create(TrainerSettings(device="cpu"), deps) is not None  # the operator's explicit choice

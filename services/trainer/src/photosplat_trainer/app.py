@@ -7,12 +7,15 @@ from photosplat_libs.events import SfmDone, Stage
 from photosplat_libs.service import Deps, Service
 from photosplat_libs.worker import Worker, WorkFn, default_worker_name, expecting
 
+from photosplat_trainer.backends import check_backend
 from photosplat_trainer.settings import TrainerSettings
 from photosplat_trainer.work import training_work
 
 
 def create(settings: TrainerSettings, deps: Deps, work: WorkFn | None = None) -> Service:
     """``work`` replaces the training engine (tests drive the consumer with a small one)."""
+    if work is None:
+        check_backend(settings.device)
     return Worker(
         "trainer",
         Stage.TRAIN,

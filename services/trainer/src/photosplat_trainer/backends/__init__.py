@@ -75,6 +75,22 @@ class Backend(Protocol):
     def default_max_gaussians(self) -> int: ...
 
 
+def check_backend(device: str = "auto") -> str:
+    """At start-up, the backend jobs will get, or a clear error: a worker that sees a GPU but cannot
+    load the CUDA backend (gsplat missing, no compiler for its kernels) would otherwise fail every
+    job three times. Training on the CPU beside a GPU is an operator's explicit choice (device=cpu)."""
+    try:
+        return select_backend(device).name
+    except Exception as exc:
+        if device == "cpu" or not torch.cuda.is_available():
+            raise
+        raise RuntimeError(
+            f"a CUDA GPU is visible but the CUDA training backend cannot load ({type(exc).__name__}: {exc}). "
+            "Install the trainer with its [cuda] extra (gsplat, and nvcc for its kernels), "
+            "or set PHOTOSPLAT_TRAINER_DEVICE=cpu to train on the CPU instead."
+        ) from exc
+
+
 def select_backend(device: str = "auto") -> Backend:
     """``auto``: CUDA when a GPU is visible, else CPU. ``cuda`` without a GPU is an error."""
     if device not in ("auto", "cpu", "cuda"):
