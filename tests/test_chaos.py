@@ -39,7 +39,7 @@ from photosplat_libs.db import Database
 from photosplat_libs.db.models import ErrorLog, Job, JobStatus, LogLine, ProcessedEvent
 from photosplat_libs.events import TrainingDone
 from photosplat_libs.store import create_store
-from photosplat_libs.testing import CuttableProxy, EventRecorder, ServiceProcesses, free_port
+from photosplat_testkit.harness import CuttableProxy, EventRecorder, ServiceProcesses, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +116,7 @@ async def chaos(
 
 
 def photos_with_cameras() -> list[tuple[str, tuple[str, bytes, str]]]:
-    from photosplat_libs.synthetic import render_scene, transforms_frames
+    from photosplat_testkit.synthetic import render_scene, transforms_frames
 
     scene = render_scene(n_views=8, width=160, height=120, seed=5, n_points=2000)
     files = []

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from photosplat_libs.testing import free_port
+from photosplat_testkit.harness import free_port
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -115,7 +115,7 @@ def constant_image_psnr(images: list[np.ndarray]) -> float:
 
 
 def scene_photos(n_views: int) -> tuple[list[tuple[str, bytes]], float]:
-    from photosplat_libs.synthetic import render_scene
+    from photosplat_testkit.synthetic import render_scene
 
     scene = render_scene(n_views=n_views, width=256, height=192, seed=3)
     out = []

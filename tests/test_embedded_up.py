@@ -130,7 +130,7 @@ def test_up_serves_the_whole_api(embedded: Embedded) -> None:
 def test_photos_with_known_cameras_go_through_without_sfm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from photosplat_libs.synthetic import render_scene, transforms_frames
+    from photosplat_testkit.synthetic import render_scene, transforms_frames
 
     scene = render_scene(n_views=10, width=160, height=120, seed=7)
     files = []

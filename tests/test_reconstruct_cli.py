@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_reconstruct_turns_a_photo_folder_into_scene_files(tmp_path: Path) -> None:
-    from photosplat_libs.synthetic import render_scene, write_images
+    from photosplat_testkit.synthetic import render_scene, write_images
 
     photos = tmp_path / "photos"
     write_images(render_scene(n_views=24, width=256, height=192, seed=3), photos)
@@ -56,7 +56,7 @@ def test_reconstruct_of_unrelated_photos_fails_with_advice(tmp_path: Path) -> No
 
 
 def test_reconstruct_of_a_nerf_synthetic_folder_skips_sfm_and_trains_on_its_split(tmp_path: Path) -> None:
-    from photosplat_libs.synthetic import render_scene, write_blender_dataset
+    from photosplat_testkit.synthetic import render_scene, write_blender_dataset
 
     scene_dir = tmp_path / "lego-like"
     write_blender_dataset(render_scene(n_views=12, width=64, height=48, seed=4), scene_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from photosplat_libs.testing import ServiceProcesses, free_port
+from photosplat_testkit.harness import ServiceProcesses, free_port
 
 PACKAGES = ("libs", "services/ingest", "services/status", "services/viewer", "services/colmap", "services/trainer", ".")
 

@@ -15,7 +15,7 @@ from aio_pika.exceptions import ChannelNotFoundEntity
 from photosplat_libs.bus import DEAD_LETTER_EXCHANGE, EXCHANGE, BusError, Delivery, QueueSpec, Unroutable
 from photosplat_libs.bus.rabbit import RabbitBus, delete_namespace, qualified
 from photosplat_libs.events import CancelRequested, Envelope, SfmDone, decode
-from photosplat_libs.testing import CuttableProxy
+from photosplat_testkit.harness import CuttableProxy
 
 TIMEOUT = 5.0
 

@@ -29,7 +29,7 @@ from photosplat_libs.events import (
 )
 from photosplat_libs.service import Deps
 from photosplat_libs.store.folder import FolderStore
-from photosplat_libs.testing import EventRecorder
+from photosplat_testkit.harness import EventRecorder
 from photosplat_libs.worker import JobContext, UserError, Worker, WorkFn
 
 PROBE = QueueSpec("probe", ("#",), delivery_limit=100, prefetch=100)

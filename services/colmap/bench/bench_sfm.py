@@ -24,8 +24,8 @@ import numpy as np
 import pycolmap
 from photosplat_colmap import pipeline
 from photosplat_colmap.capture import photos_from_folder
-from photosplat_colmap.evaluation import buddha_truth, pose_errors, poses_of
-from photosplat_libs.synthetic import render_scene, write_images
+from photosplat_testkit.poses import buddha_truth, pose_errors, poses_of
+from photosplat_testkit.synthetic import render_scene, write_images
 
 STEPS = ("capture", "extraction", "matching", "mapping", "undistortion")
 

@@ -32,7 +32,8 @@ import plain_colmap
 import pycolmap
 from photosplat_colmap import pipeline
 from photosplat_colmap.capture import photos_from_folder, usable_cpus
-from photosplat_colmap.evaluation import buddha_truth, pose_errors, poses_of
+from photosplat_testkit.poses import buddha_truth, pose_errors, poses_of
+from photosplat_testkit.reporting import RecordingReporter
 
 STEPS = ("capture", "extraction", "matching", "mapping", "undistortion", "other")
 
@@ -92,7 +93,7 @@ def run_plain(images: Path, work: Path, max_side: int | None) -> Run:
 def run_ours(images: Path, work: Path, options: pipeline.SfmOptions) -> Run:
     start, cpu = time.monotonic(), time.process_time()
     photos = photos_from_folder(images)  # EXIF focal lengths: part of ours, timed as "other"
-    result = pipeline.run(photos, work / "work", work / "out", options, pipeline.RecordingReporter())
+    result = pipeline.run(photos, work / "work", work / "out", options, RecordingReporter())
     total = time.monotonic() - start
     timings = dict(result.timings)
     timings["other"] = total - sum(timings.values())

@@ -10,18 +10,18 @@ import pycolmap
 import pytest
 from photosplat_colmap import known_poses
 from photosplat_colmap.capture import Photo, Prepared, photos_from_folder, prepare
-from photosplat_colmap.evaluation import pose_errors, pose_from_projection, poses_of, umeyama
+from photosplat_testkit.poses import pose_errors, pose_from_projection, poses_of, umeyama
 from photosplat_colmap.pipeline import (
     EXTRACTION_MIN_IMAGES_PER_THREAD,
     MATCHING_MIN_PAIRS_PER_CALL,
-    RecordingReporter,
     SfmOptions,
     chunk_size,
     choose_matcher,
     looks_like_video_frames,
 )
-from photosplat_libs.synthetic import SyntheticScene, render_scene, write_colmap_dataset, write_images
+from photosplat_testkit.synthetic import SyntheticScene, render_scene, write_colmap_dataset, write_images
 from PIL import Image, ImageFilter
+from photosplat_testkit.reporting import RecordingReporter
 
 
 @pytest.fixture(scope="module")

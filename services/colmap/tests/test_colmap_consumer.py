@@ -16,7 +16,7 @@ from photosplat_libs.bus.rabbit import RabbitBus
 from photosplat_libs.events import Envelope, ImageInfo, ImagesValidated, SfmDone, StageStarted, decode
 from photosplat_libs.service import Deps, Service
 from photosplat_libs.store import create_store
-from photosplat_libs.testing import EventRecorder
+from photosplat_testkit.harness import EventRecorder
 from photosplat_libs.worker import JobContext, WorkFn
 
 PROBE = QueueSpec("probe", ("#",), delivery_limit=100, prefetch=100)

@@ -21,8 +21,8 @@ from photosplat_libs.bus.rabbit import RabbitBus
 from photosplat_libs.events import Envelope, ImageInfo, ImagesValidated, SfmDone, StageFailed, StageProgress
 from photosplat_libs.service import Deps, Service
 from photosplat_libs.store import ObjectStore, create_store
-from photosplat_libs.synthetic import SyntheticScene, render_scene, transforms_frames
-from photosplat_libs.testing import EventRecorder
+from photosplat_testkit.synthetic import SyntheticScene, render_scene, transforms_frames
+from photosplat_testkit.harness import EventRecorder
 from PIL import Image
 
 PROBE = QueueSpec("probe-sfm", ("#",), delivery_limit=100, prefetch=100)

@@ -10,9 +10,10 @@ import pytest
 from photosplat_colmap import pipeline
 from photosplat_colmap.capture import photos_from_folder
 from photosplat_colmap.cli import main
-from photosplat_colmap.evaluation import pose_errors, poses_of
-from photosplat_libs.synthetic import SyntheticScene, render_scene, write_images
+from photosplat_testkit.poses import pose_errors, poses_of
+from photosplat_testkit.synthetic import SyntheticScene, render_scene, write_images
 from photosplat_libs.errors import UserError
+from photosplat_testkit.reporting import RecordingReporter
 
 # Stated tolerance on the synthetic orbit (320x240, 24 views): measured ~0.3 deg / ~0.5 %.
 MAX_ROTATION_DEG = 1.0
@@ -27,10 +28,10 @@ def scene() -> SyntheticScene:
 @pytest.fixture(scope="module")
 def solved(
     scene: SyntheticScene, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[pipeline.SfmResult, pipeline.RecordingReporter, Path]:
+) -> tuple[pipeline.SfmResult, RecordingReporter, Path]:
     root = tmp_path_factory.mktemp("synthetic")
     write_images(scene, root / "photos")
-    recorder = pipeline.RecordingReporter()
+    recorder = RecordingReporter()
     result = pipeline.run(
         photos_from_folder(root / "photos"), root / "work", root / "out", pipeline.SfmOptions(), recorder
     )
@@ -92,7 +93,7 @@ def test_unrelated_photos_fail_with_advice(tmp_path: Path) -> None:
             tmp_path / "work",
             tmp_path / "out",
             pipeline.SfmOptions(),
-            pipeline.RecordingReporter(),
+            RecordingReporter(),
         )
     message = str(failure.value)
     assert "of 8 photos could be placed" in message or "could be matched" in message
@@ -109,14 +110,14 @@ def test_noise_fails_with_advice(tmp_path: Path) -> None:
     for i in range(5):
         Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(folder / f"noise_{i}.jpg")
     with pytest.raises(UserError, match="overlap"):
-        pipeline.run(photos_from_folder(folder), tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), pipeline.RecordingReporter())
+        pipeline.run(photos_from_folder(folder), tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), RecordingReporter())
 
 
 def test_two_photos_are_not_enough(scene: SyntheticScene, tmp_path: Path) -> None:
     write_images(scene, tmp_path / "photos")
     photos = photos_from_folder(tmp_path / "photos")[:2]
     with pytest.raises(UserError, match="not enough"):
-        pipeline.run(photos, tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), pipeline.RecordingReporter())
+        pipeline.run(photos, tmp_path / "work", tmp_path / "out", pipeline.SfmOptions(), RecordingReporter())
 
 
 def test_cli_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

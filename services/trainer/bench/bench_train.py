@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # plain_gsplat beside this scrip
 
 
 def prepare_object(out: Path, views: int, size: int, test_every: int, processes: int) -> None:
-    from photosplat_libs.synthetic import render_scene, write_blender_dataset
+    from photosplat_testkit.synthetic import render_scene, write_blender_dataset
 
     scene = render_scene(n_views=views, width=size, height=size, n_points=1000, seed=7, object_only=True, processes=processes)
     write_blender_dataset(scene, out, test_every=test_every)

@@ -77,7 +77,7 @@ async def test_sfm_done_in_training_done_out(deps: Deps) -> None:
 
 async def test_a_training_job_runs_on_the_cpu_from_the_stored_sfm_folder(deps: Deps, tmp_path: Path) -> None:
     import torch
-    from photosplat_libs.synthetic import render_scene, write_colmap_dataset
+    from photosplat_testkit.synthetic import render_scene, write_colmap_dataset
 
     torch.set_num_threads(1)  # small tensors: a second thread only waits on a shared machine
     scene_dir = write_colmap_dataset(render_scene(n_views=10, width=48, height=36, n_points=800, seed=7), tmp_path / "sfm")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from photosplat_libs.synthetic import render_scene
-from photosplat_libs.synthetic import write_blender_dataset as write_blender
+from photosplat_testkit.synthetic import render_scene
+from photosplat_testkit.synthetic import write_blender_dataset as write_blender
 from photosplat_libs.errors import UserError
 from photosplat_trainer.backends.cpu import CpuBackend
 from photosplat_trainer.config import preset, with_overrides

@@ -76,7 +76,7 @@ def test_cpu_and_gsplat_render_the_same_image(antialiased: bool, sh_degree: int)
 
 
 def test_training_on_cuda_improves_held_out_psnr(tmp_path) -> None:
-    from photosplat_libs.synthetic import render_scene, write_images
+    from photosplat_testkit.synthetic import render_scene, write_images
     from photosplat_trainer.backends.cuda import CudaBackend
     from photosplat_trainer.config import preset, with_overrides
     from photosplat_trainer.dataset import Camera, build_dataset

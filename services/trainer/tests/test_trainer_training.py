@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from photosplat_libs.synthetic import render_scene, write_colmap_dataset
+from photosplat_testkit.synthetic import render_scene, write_colmap_dataset
 from photosplat_libs.worker import JobCancelled
 from photosplat_trainer import cli
 from photosplat_trainer.backends.cpu import CpuBackend

@@ -46,25 +46,6 @@ class Reporter(Protocol):
     def check_cancelled(self) -> None: ...
 
 
-class RecordingReporter:
-    """A :class:`Reporter` that keeps what it is told (tests, benchmarks); nothing cancels it."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.fractions: list[float] = []
-        self.metrics: list[dict[str, float]] = []
-
-    def progress(self, fraction: float, eta_seconds: float | None = None, **metrics: float) -> None:
-        self.fractions.append(fraction)
-        self.metrics.append(metrics)
-
-    def log(self, *lines: str) -> None:
-        self.lines.extend(lines)
-
-    def check_cancelled(self) -> None:
-        pass
-
-
 @dataclass(frozen=True)
 class SfmOptions:
     # Longer side of the working images; None keeps the original resolution.

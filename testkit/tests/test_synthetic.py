@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photosplat_libs.synthetic import SyntheticScene, render_scene, write_colmap_dataset, write_images
+from photosplat_testkit.synthetic import SyntheticScene, render_scene, write_colmap_dataset, write_images
 from PIL import Image
 
 
