@@ -20,16 +20,17 @@ def form_token(page: str) -> str:
     return match.group(1)
 
 
-def test_stage_times_average_what_jobs_report() -> None:
+def test_stage_times_average_what_jobs_report_and_count_gpu_time_where_a_gpu_ran() -> None:
     times = stage_times(
         [
-            {"sfm": {"timings": {"extraction": 10.0, "matching": 20.0}}, "timings": {"train_seconds": 1800.0, "export": 4}},
-            {"sfm": {"timings": {"extraction": 30.0}}, "timings": {"train_seconds": 5400.0}},
+            {"sfm": {"timings": {"extraction": 10.0, "matching": 20.0}}, "timings": {"train_seconds": 1800.0, "gpu_seconds": 1800.0, "export_seconds": 4}},
+            {"sfm": {"timings": {"extraction": 30.0}}, "timings": {"train_seconds": 5400.0, "gpu_seconds": 5400.0}},
+            {"timings": {"train_seconds": 3600.0}},  # trained on a CPU: no GPU time
             {"curve": []},
             {"timings": {"train_seconds": "not a number"}},
         ]
     )
-    assert times.mean_seconds == {"sfm": 30.0, "train_seconds": 3600.0, "export": 4.0}
+    assert times.mean_seconds == {"SfM": 30.0, "training": 3600.0, "GPU training": 3600.0, "export": 4.0}
     assert times.gpu_hours == 2.0
 
 
@@ -38,7 +39,7 @@ async def test_dashboard_filters_searches_and_totals(embedded: Any, kit: Any) ->
         embedded.db, status=JobStatus.FAILED, stage="sfm", error_stage="sfm", error_message="too few matches"
     )
     done = await kit.insert_job(
-        embedded.db, status=JobStatus.DONE, stage="export", stats={"timings": {"train_seconds": 7200.0}}
+        embedded.db, status=JobStatus.DONE, stage="export", stats={"timings": {"train_seconds": 7200.0, "gpu_seconds": 7200.0}}
     )
     async with embedded.db.transaction() as session:
         session.add(
@@ -52,7 +53,7 @@ async def test_dashboard_filters_searches_and_totals(embedded: Any, kit: Any) ->
     page = (await embedded.client.get("/admin", headers=admin)).text
     assert str(failed.id) in page and str(done.id) in page
     assert '<td class="n" id="gpu-hours">2.00</td>' in page
-    assert "7200.0 s" in page
+    assert "7200.0 s" in page and "<th scope=\"col\">GPU training</th>" in page and "train_seconds" not in page
     assert "<details><summary>error log (1)</summary>" in page and "Traceback (most recent call last)" in page
 
     only_failed = (await embedded.client.get("/admin?status=failed", headers=admin)).text

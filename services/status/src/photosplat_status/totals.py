@@ -1,4 +1,5 @@
-"""The dashboard's totals over finished jobs: mean time per stage and GPU hours."""
+"""The dashboard's totals over finished jobs: mean time per stage (labelled for people) and GPU hours
+(counted only where a GPU trained)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-# The trainer's timing that stands for time on a GPU (training itself; exports run beside it).
-GPU_TIMING = "train_seconds"
+# The trainer reports this timing only when it trained on a GPU (a CPU job has none to count).
+GPU_TIMING = "gpu_seconds"
+# The keys jobs report, as an operator reads them; any other key is shown tidied up.
+LABELS = {
+    "sfm": "SfM",
+    "download_seconds": "trainer download",
+    "train_seconds": "training",
+    "gpu_seconds": "GPU training",
+    "train_stage_seconds": "training stage (with exports)",
+    "upload_seconds": "upload of results",
+    "total_seconds": "trainer total",
+}
+
+
+def label(key: str) -> str:
+    return LABELS.get(key, key.removesuffix("_seconds").replace("_", " "))
 
 
 @dataclass(frozen=True)
@@ -36,5 +51,5 @@ def stage_times(stats_of_jobs: Iterable[dict[str, Any]]) -> StageTimes:
                 samples[step].append(seconds)
                 if step == GPU_TIMING:
                     gpu_seconds += seconds
-    means = {step: sum(values) / len(values) for step, values in samples.items()}
+    means = {label(step): sum(values) / len(values) for step, values in samples.items()}
     return StageTimes(mean_seconds=means, gpu_hours=gpu_seconds / 3600)

@@ -54,6 +54,7 @@ class TrainOutputs:
     home_view: HomeView
     stage_seconds: dict[str, float]
     stage_peak_gpu_bytes: dict[str, int]
+    backend: str  # cpu or cuda: where it trained
 
 
 def resolve_config(
@@ -173,18 +174,18 @@ def run_pipeline(
 
     outputs = TrainOutputs(
         cfg, result, gaussians, psnr, ssim, exports, thumbnail, config_path, out_dir / "metrics.json", home,
-        clock.seconds, clock.peak_gpu_bytes,
+        clock.seconds, clock.peak_gpu_bytes, backend.name,
     )
-    metrics = _metrics(outputs, backend.name, pruned.counts, data)
+    metrics = _metrics(outputs, pruned.counts, data)
     outputs.metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     return outputs
 
 
-def _metrics(o: TrainOutputs, backend_name: str, pruned: dict[str, int], data: Dataset) -> dict[str, Any]:
+def _metrics(o: TrainOutputs, pruned: dict[str, int], data: Dataset) -> dict[str, Any]:
     """metrics.json beside the exports: what the run did, for people and the benchmarks."""
     result = o.result
     return {
-        "backend": backend_name,
+        "backend": o.backend,
         "steps": result.steps,
         "train_seconds": result.train_seconds,
         "stage_seconds": o.stage_seconds,

@@ -96,6 +96,8 @@ async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSetting
         "upload_seconds": uploaded - trained,
         "total_seconds": uploaded - started,
     }
+    if outputs.backend == "cuda":
+        timings["gpu_seconds"] = outputs.result.train_seconds
     ctx.log(
         f"trained {len(outputs.gaussians)} Gaussians: held-out PSNR {_fmt(outputs.psnr)} dB, "
         f"SSIM {_fmt(outputs.ssim, 4)} in {timings['total_seconds']:.0f} s"
