@@ -8,7 +8,7 @@ from photosplat_libs.service import Deps, Service
 from photosplat_libs.worker import Worker, WorkFn, default_worker_name, expecting
 
 from photosplat_colmap.settings import ColmapSettings
-from photosplat_colmap.work import run_sfm
+from photosplat_colmap.sfm_job import run_sfm
 
 
 def create(settings: ColmapSettings, deps: Deps, work: WorkFn | None = None) -> Service:

@@ -50,20 +50,20 @@ RETRY_MAX_SECONDS = 20.0
 
 
 @dataclass
-class Ctx:
+class Projecting:
     session: AsyncSession
     job: Job
     now: datetime
 
 
-Handler = Callable[[Any, Ctx], Awaitable[None]]
+Handler = Callable[[Any, Projecting], Awaitable[None]]
 
 
-async def record_only(event: Envelope, ctx: Ctx) -> None:
+async def record_only(event: Envelope, ctx: Projecting) -> None:
     """Kept in the events table (audit trail); the row already says what the event means."""
 
 
-async def on_images_validated(event: ImagesValidated, ctx: Ctx) -> None:
+async def on_images_validated(event: ImagesValidated, ctx: Projecting) -> None:
     job = ctx.job
     if jobstate.is_terminal(job):
         return
@@ -73,7 +73,7 @@ async def on_images_validated(event: ImagesValidated, ctx: Ctx) -> None:
     jobstate.heartbeat(job, event.occurred_at)
 
 
-async def on_stage_started(event: StageStarted, ctx: Ctx) -> None:
+async def on_stage_started(event: StageStarted, ctx: Projecting) -> None:
     job = ctx.job
     if jobstate.is_terminal(job):
         return
@@ -84,7 +84,7 @@ async def on_stage_started(event: StageStarted, ctx: Ctx) -> None:
             job.stats = {**job.stats, "worker": event.worker}
 
 
-async def on_stage_progress(event: StageProgress, ctx: Ctx) -> None:
+async def on_stage_progress(event: StageProgress, ctx: Projecting) -> None:
     job = ctx.job
     if jobstate.is_terminal(job):
         return
@@ -112,7 +112,7 @@ def _extend_curve(job: Job, metrics: dict[str, float]) -> None:
     job.stats = {**job.stats, "curve": curve}
 
 
-async def on_log_lines(event: LogLines, ctx: Ctx) -> None:
+async def on_log_lines(event: LogLines, ctx: Projecting) -> None:
     stage = event.stage.value if event.stage else None
     for line in event.lines:
         ctx.session.add(
@@ -120,7 +120,7 @@ async def on_log_lines(event: LogLines, ctx: Ctx) -> None:
         )
 
 
-async def on_sfm_done(event: SfmDone, ctx: Ctx) -> None:
+async def on_sfm_done(event: SfmDone, ctx: Projecting) -> None:
     job = ctx.job
     if jobstate.is_terminal(job):
         return
@@ -138,7 +138,7 @@ async def on_sfm_done(event: SfmDone, ctx: Ctx) -> None:
     jobstate.heartbeat(job, event.occurred_at)
 
 
-async def on_training_done(event: TrainingDone, ctx: Ctx) -> None:
+async def on_training_done(event: TrainingDone, ctx: Projecting) -> None:
     job = ctx.job
     if jobstate.is_terminal(job):
         return
@@ -159,7 +159,7 @@ async def on_training_done(event: TrainingDone, ctx: Ctx) -> None:
     jobstate.finish(job, JobStatus.DONE, event.occurred_at)
 
 
-async def on_stage_failed(event: StageFailed, ctx: Ctx) -> None:
+async def on_stage_failed(event: StageFailed, ctx: Projecting) -> None:
     # Every failure is kept, also a retried one and one that arrives after the job ended.
     ctx.session.add(
         ErrorLog(
@@ -215,7 +215,7 @@ async def project(db: Database, store: ObjectStore, event: Envelope) -> None:
                 return
             repo.add_processed(session, event, now)
             was_terminal = jobstate.is_terminal(job)
-            await HANDLERS[type(event)](event, Ctx(session, job, now))
+            await HANDLERS[type(event)](event, Projecting(session, job, now))
             if jobstate.is_terminal(job) and (not was_terminal or _may_follow_a_checkpoint(event)):
                 await drop_checkpoint(store, job.id)
             return

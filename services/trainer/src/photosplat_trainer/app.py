@@ -9,7 +9,7 @@ from photosplat_libs.worker import Worker, WorkFn, default_worker_name, expectin
 
 from photosplat_trainer.backends import check_backend
 from photosplat_trainer.settings import TrainerSettings
-from photosplat_trainer.work import training_work
+from photosplat_trainer.training_job import training_work
 
 
 def create(settings: TrainerSettings, deps: Deps, work: WorkFn | None = None) -> Service:

@@ -136,7 +136,7 @@ def run_pipeline(
     work_dir: Path | None = None,
     resume: Path | None = None,
 ) -> TrainOutputs:
-    cb = callbacks or Callbacks()
+    hooks = callbacks or Callbacks()
     backend = select_backend(device)
     clock = StageClock(backend.device.type == "cuda")
     overrides = dict(overrides or {})
@@ -153,24 +153,24 @@ def run_pipeline(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with clock.stage("train"):
-        result, cfg = train_with_oom_retry(data, cfg, backend, cb, work_dir=work_dir or out_dir, resume=resume)
+        result, cfg = train_with_oom_retry(data, cfg, backend, hooks, work_dir=work_dir or out_dir, resume=resume)
     config_path = cfg.save(out_dir / "config.json")
 
     with clock.stage("prune"):
         # The held-out views on the device once: they are evaluated for the pruned set and each export.
         data = dataclasses.replace(data, test=[v.to(backend.device) for v in data.test])
         pruned = prune_for_export(result.gaussians, data, cfg)
-        cb.log("floater pruning: " + ", ".join(f"{k} {v}" for k, v in pruned.counts.items()))
+        hooks.log("floater pruning: " + ", ".join(f"{k} {v}" for k, v in pruned.counts.items()))
         gaussians = pruned.gaussians
         psnr, ssim = evaluate_gaussians(gaussians, data.test, backend, cfg) if data.test else (None, None)
     with clock.stage("export"):
-        exports = _export(gaussians, out_dir, data, backend, cfg, psnr, cb)
+        exports = _export(gaussians, out_dir, data, backend, cfg, psnr, hooks)
     with clock.stage("thumbnail"):
         # The viewer opens where the thumbnail (its social preview) was taken.
         showcase = _thumbnail_view(data)
         thumbnail = save_thumbnail(render_image(gaussians, showcase, backend, cfg), out_dir / "thumbnail.png")
         home = home_view(showcase, gaussians.means)
-    cb.log(clock.table())
+    hooks.log(clock.table())
 
     outputs = TrainOutputs(
         cfg, result, gaussians, psnr, ssim, exports, thumbnail, config_path, out_dir / "metrics.json", home,
@@ -206,7 +206,7 @@ def _metrics(o: TrainOutputs, pruned: dict[str, int], data: Dataset) -> dict[str
 
 
 def _export(
-    gaussians: GaussianSet, out_dir: Path, data: Dataset, backend: Backend, cfg: TrainConfig, psnr: float | None, cb: Callbacks
+    gaussians: GaussianSet, out_dir: Path, data: Dataset, backend: Backend, cfg: TrainConfig, psnr: float | None, hooks: Callbacks
 ) -> list[ExportedFile]:
     """Every format written at once (each writer is numpy and zlib, which release the GIL), then each
     lossy file read back and scored on the held-out views; the PLY holds the float32 values
@@ -216,7 +216,7 @@ def _export(
         loaded = list(pool.map(lambda item: load_export(item.path), written))
     exports = []
     for item, back in zip(written, loaded, strict=True):
-        cb.check_cancelled()
+        hooks.check_cancelled()
         if not data.test:
             round_trip = None
         elif item.format == "ply" and back.equals(gaussians):

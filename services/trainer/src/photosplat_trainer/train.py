@@ -109,17 +109,17 @@ def train_with_oom_retry(
     resume: Path | None = None,
 ) -> tuple[TrainResult, TrainConfig]:
     """:func:`train`; out of memory, once more from scratch with half the Gaussians it had reached."""
-    cb = callbacks or Callbacks()
+    hooks = callbacks or Callbacks()
     try:
-        return train(data, cfg, backend, cb, work_dir=work_dir, resume=resume), cfg
+        return train(data, cfg, backend, hooks, work_dir=work_dir, resume=resume), cfg
     except OutOfMemory as exc:
         budget = max(10_000, exc.gaussians // 2)
-        cb.log(f"out of GPU memory with {exc.gaussians} Gaussians; retrying with a budget of {budget}")
+        hooks.log(f"out of GPU memory with {exc.gaussians} Gaussians; retrying with a budget of {budget}")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         smaller = dataclasses.replace(cfg, max_gaussians=budget)
         try:
-            return train(data, smaller, backend, cb, work_dir=work_dir), smaller
+            return train(data, smaller, backend, hooks, work_dir=work_dir), smaller
         except OutOfMemory as again:
             raise OutOfMemory(
                 f"training ran out of GPU memory twice (the retry was limited to {budget} Gaussians); "
@@ -158,12 +158,12 @@ class ViewBatches:
 
 
 class _Trainer:
-    def __init__(self, data: Dataset, cfg: TrainConfig, backend: Backend, cb: Callbacks, work_dir: Path | None, resume: Path | None) -> None:
+    def __init__(self, data: Dataset, cfg: TrainConfig, backend: Backend, hooks: Callbacks, work_dir: Path | None, resume: Path | None) -> None:
         if not data.train:
             raise WorkError("no training views", retryable=False)
         if cfg.batch_size > backend.max_batch:
             raise ValueError(f"the {backend.name} backend renders at most {backend.max_batch} view(s) per step, not {cfg.batch_size}")
-        self.cfg, self.backend, self.cb = cfg, backend, cb
+        self.cfg, self.backend, self.hooks = cfg, backend, hooks
         self.device = backend.device
         self.data = data.to(self.device)
         self.scene_scale = data.scene_scale
@@ -181,7 +181,7 @@ class _Trainer:
             points, colors = data.points, data.colors
             if len(points) < 4:
                 points, colors = random_points(data, cfg.random_init_points, cfg.random_init_extent, seed=cfg.seed, layout=cfg.random_init)
-                cb.log(f"no 3D points came with the cameras: starting from {len(points)} random Gaussians")
+                hooks.log(f"no 3D points came with the cameras: starting from {len(points)} random Gaussians")
             n_sky = round(cfg.sky_points_fraction * len(points))
             if n_sky:
                 sky, sky_colors = sky_points(data, n_sky, seed=cfg.seed)
@@ -194,7 +194,7 @@ class _Trainer:
         self.densifier = backend.densifier(cfg, self.scene_scale, len(self.params["means"]))
         budget = self.densifier.max_gaussians
         if cfg.max_gaussians is None or budget < cfg.max_gaussians:
-            cb.log(
+            hooks.log(
                 f"Gaussian budget {budget:,}: what the {backend.name} device's free memory holds"
                 + ("" if cfg.max_gaussians is None else f" (the preset allows {cfg.max_gaussians:,})")
             )
@@ -228,7 +228,7 @@ class _Trainer:
             self.start_step, self.elapsed = int(checkpoint["step"]), float(checkpoint["elapsed"])
             self.history = [tuple(h) for h in checkpoint.get("history", [])]  # type: ignore[misc]
             self.batches = ViewBatches(self.data.train, cfg.batch_size, np.random.default_rng(cfg.seed + self.start_step))
-            cb.log(f"resumed from the checkpoint of step {self.start_step}")
+            hooks.log(f"resumed from the checkpoint of step {self.start_step}")
 
     def _check_compatible(self, checkpoint: dict[str, Any]) -> None:
         if checkpoint.get("version") != CHECKPOINT_VERSION:
@@ -242,10 +242,10 @@ class _Trainer:
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        cfg, cb = self.cfg, self.cb
+        cfg, hooks = self.cfg, self.hooks
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        cb.log(
+        hooks.log(
             f"training on {self.backend.name}: {len(self.params['means'])} initial Gaussians, "
             f"{len(self.data.train)} training / {len(self.data.test)} held-out views "
             f"of {self.data.train[0].width}x{self.data.train[0].height}, {cfg.steps} steps of {cfg.batch_size} view(s), "
@@ -260,7 +260,7 @@ class _Trainer:
         eta = EtaEstimator(cfg.steps, cfg.refine_stop, self.densifier.max_gaussians)
         next_basis_log = 1
         for step in range(self.start_step, cfg.steps):
-            cb.check_cancelled()
+            hooks.check_cancelled()
             loss, mse = self._step(step)
             loss_sum += loss
             mse_sum += mse
@@ -271,7 +271,7 @@ class _Trainer:
                 self.elapsed += time.monotonic() - session_start
                 eval_psnr, eval_ssim = self.evaluate()
                 self.history.append((done, self.elapsed, eval_psnr, eval_ssim))
-                cb.log(f"step {done}: held-out PSNR {eval_psnr:.2f} dB, SSIM {eval_ssim:.4f}, {len(self.params['means'])} Gaussians")
+                hooks.log(f"step {done}: held-out PSNR {eval_psnr:.2f} dB, SSIM {eval_ssim:.4f}, {len(self.params['means'])} Gaussians")
                 session_start, session_step = time.monotonic(), done
             now = time.monotonic()
             if now - last_report >= cfg.progress_seconds or done == cfg.steps:
@@ -282,8 +282,8 @@ class _Trainer:
                 # The estimate's basis in the job log once a tenth and once half of the steps are done.
                 if left is not None and done * 10 // cfg.steps >= next_basis_log:
                     next_basis_log = 5 if done * 10 < 5 * cfg.steps else 11
-                    cb.log(eta.basis)
-                cb.progress(
+                    hooks.log(eta.basis)
+                hooks.progress(
                     Progress(
                         step=done,
                         steps=cfg.steps,
@@ -301,7 +301,7 @@ class _Trainer:
                 self._sync()
                 elapsed = self.elapsed + time.monotonic() - session_start
                 path = self.save_checkpoint(self.work_dir / "checkpoint.pt", done, elapsed)
-                cb.checkpoint(path, done)
+                hooks.checkpoint(path, done)
         self._sync()
         self.elapsed += time.monotonic() - session_start
         final_psnr, final_ssim = self.evaluate() if self.data.test else (None, None)

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from photosplat_libs.db import Database
 from photosplat_libs.db.models import Job, JobStatus
 from photosplat_libs.service import Deps
-from photosplat_viewer import assets, files, pages
+from photosplat_viewer import assets, pages, streaming
 from photosplat_viewer.repository import job_by_pub_key
 from photosplat_viewer.settings import ViewerSettings
 
@@ -93,7 +93,7 @@ def create(settings: ViewerSettings, deps: Deps) -> ViewerService:
         return assets.vendor_file(settings.assets_dir, path)
 
     async def scene_file(request: Request, pub_key: str, filename: str) -> Response:
-        return await files.serve_file(request, store, await _load_job(db, pub_key), filename)
+        return await streaming.serve_file(request, store, await _load_job(db, pub_key), filename)
 
     async def healthz() -> Response:
         try:
