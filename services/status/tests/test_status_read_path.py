@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from photosplat_libs.db.models import JobStatus
-from photosplat_status.views import JobStatusView
+from photosplat_status.responses import JobStatusView
 
 STATS = {
     "curve": [{"step": s * 10, "loss": 0.5 / (s + 1), "psnr": 20.0 + s / 7} for s in range(400)],

@@ -26,7 +26,7 @@ from photosplat_libs.db import Database
 from photosplat_libs.db.models import Job, JobStatus
 from photosplat_libs.db.outbox import OutboxRelay
 from photosplat_libs.store import ObjectStore
-from photosplat_status import jobstate, lifecycle, views
+from photosplat_status import jobstate, lifecycle, responses
 from photosplat_status import repository as repo
 from photosplat_status.auth import Caller, caller_of
 from photosplat_status.settings import StatusSettings
@@ -66,21 +66,21 @@ class JobApi:
     def router(self) -> APIRouter:
         router = APIRouter(tags=["jobs"], dependencies=[Security(CLIENT_OR_ADMIN_TOKEN)])
         router.add_api_route(
-            "/recon/jobs", self.list_jobs, methods=["GET"], operation_id="list_jobs", response_model=views.JobPage
+            "/recon/jobs", self.list_jobs, methods=["GET"], operation_id="list_jobs", response_model=responses.JobPage
         )
         router.add_api_route(
             "/recon/jobs/{job_id}/status",
             self.job_status,
             methods=["GET"],
             operation_id="get_job_status",
-            response_model=views.JobStatusView,
+            response_model=responses.JobStatusView,
         )
         router.add_api_route(
             "/recon/jobs/{job_id}/errors",
             self.job_errors,
             methods=["GET"],
             operation_id="list_job_errors",
-            response_model=list[views.ErrorView],
+            response_model=list[responses.ErrorView],
         )
         router.add_api_route(
             "/recon/jobs/{job_id}/cancel",
@@ -88,7 +88,7 @@ class JobApi:
             methods=["POST"],
             operation_id="cancel_job",
             status_code=status.HTTP_202_ACCEPTED,
-            response_model=views.CancelView,
+            response_model=responses.CancelView,
         )
         router.add_api_route(
             "/recon/jobs/{job_id}",
@@ -114,12 +114,12 @@ class JobApi:
         return job
 
     async def job_status(self, job_id: uuid.UUID, request: Request) -> Response:
-        """Answers the JSON itself (documented by ``views.JobStatusView``), see views.status_json."""
+        """Answers the JSON itself (documented by ``responses.JobStatusView``), see responses.status_json."""
         caller = caller_of(self.settings, request)
         job, tail = await self._status_of(job_id)
         if job is None or not caller.may_see(job):
             raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
-        return Response(views.status_json(job, self._viewer_url(job, caller), tail), media_type="application/json")
+        return Response(responses.status_json(job, self._viewer_url(job, caller), tail), media_type="application/json")
 
     async def _status_of(self, job_id: uuid.UUID) -> tuple[Row[Any] | None, list[Any]]:
         now, ttl = time.monotonic(), self.settings.status_cache_seconds
@@ -141,7 +141,7 @@ class JobApi:
         status_filter: str | None = Query(default=None, alias="status"),
         limit: int = Query(default=20, ge=1, le=MAX_LIST_LIMIT),
         offset: int = Query(default=0, ge=0, le=MAX_LIST_OFFSET),
-    ) -> views.JobPage:
+    ) -> responses.JobPage:
         caller = caller_of(self.settings, request)
         if status_filter is not None and status_filter.upper() not in JobStatus.__members__:
             allowed = ", ".join(JobStatus.__members__)
@@ -154,16 +154,16 @@ class JobApi:
                 limit=limit,
                 offset=offset,
             )
-            items = [views.summary(job, self._viewer_url(job, caller)) for job in jobs]
-        return views.JobPage(items=items, total=total, limit=limit, offset=offset)
+            items = [responses.summary(job, self._viewer_url(job, caller)) for job in jobs]
+        return responses.JobPage(items=items, total=total, limit=limit, offset=offset)
 
-    async def job_errors(self, job_id: uuid.UUID, request: Request) -> list[views.ErrorView]:
+    async def job_errors(self, job_id: uuid.UUID, request: Request) -> list[responses.ErrorView]:
         caller = caller_of(self.settings, request)
         async with self.reads() as session:
             job = await self._visible_job(session, caller, job_id, lock=False)
-            return [views.error_view(error) for error in await repo.errors_of(session, job.id)]
+            return [responses.error_view(error) for error in await repo.errors_of(session, job.id)]
 
-    async def cancel_job(self, job_id: uuid.UUID, request: Request) -> views.CancelView:
+    async def cancel_job(self, job_id: uuid.UUID, request: Request) -> responses.CancelView:
         caller = caller_of(self.settings, request)
         async with self.db.transaction() as session:
             job = await self._visible_job(session, caller, job_id, lock=True)
@@ -173,7 +173,7 @@ class JobApi:
                 )
             await lifecycle.cancel(session, self.store, job, datetime.now(timezone.utc))
             self.recent.pop(job_id, None)
-            result = views.CancelView(job_id=job.id, status=job.status)
+            result = responses.CancelView(job_id=job.id, status=job.status)
         self.relay.notify()
         return result
 

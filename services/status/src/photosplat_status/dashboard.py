@@ -26,7 +26,7 @@ from photosplat_libs.db import Database
 from photosplat_libs.db.models import TERMINAL, Job, JobStatus
 from photosplat_libs.db.outbox import OutboxRelay
 from photosplat_libs.store import ObjectStore
-from photosplat_status import admin_sessions, jobstate, lifecycle, totals, views
+from photosplat_status import admin_sessions, jobstate, lifecycle, responses, totals
 from photosplat_status import repository as repo
 from photosplat_status.admin_sessions import COOKIE
 from photosplat_status.auth import bearer_token, is_admin_token
@@ -118,7 +118,7 @@ class Dashboard:
             counts = await repo.count_by_status(session)
             times = totals.stage_times(await repo.all_job_stats(session))
             errors = await repo.errors_of_jobs(session, [job.id for job in jobs])
-            rows = [(job, views.summary(job, None), errors[job.id]) for job in jobs]
+            rows = [(job, responses.summary(job, None), errors[job.id]) for job in jobs]
         return self._html(
             "admin.html",
             rows=rows,

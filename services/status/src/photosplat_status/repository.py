@@ -27,7 +27,7 @@ from photosplat_libs.events import Envelope, ImagesValidated, SfmDone, StageStar
 # The events that ask a worker to do a stage: what recovery sends again.
 WORK_REQUEST_TYPES = (ImagesValidated.__name__, SfmDone.__name__)
 UNFINISHED = tuple(s.value for s in JobStatus if s not in TERMINAL)
-# What a status answer shows of a job (see views.StatusColumns): not the outputs, options and
+# What a status answer shows of a job (see responses.StatusColumns): not the outputs, options and
 # uploads, and the stats as the JSON text the database keeps. The status queries are built once:
 # building a statement and its cache key cost more than running it.
 _STATUS_QUERY = select(
