@@ -18,8 +18,6 @@ exports are stored and its checkpoint is gone.
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import secrets
 import time
 import uuid
@@ -29,7 +27,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from PIL import Image
 from sqlalchemy import select
 
 from photosplat_libs import keys, topology
@@ -116,17 +113,9 @@ async def chaos(
 
 
 def photos_with_cameras() -> list[tuple[str, tuple[str, bytes, str]]]:
-    from photosplat_testkit.synthetic import render_scene, transforms_frames
+    from photosplat_testkit.synthetic import known_poses_upload, render_scene
 
-    scene = render_scene(n_views=8, width=160, height=120, seed=5, n_points=2000)
-    files = []
-    for i, pixels in enumerate(scene.images):
-        out = io.BytesIO()
-        Image.fromarray(pixels).save(out, "JPEG", quality=95)
-        files.append(("files", (f"frame_{i:03d}.jpg", out.getvalue(), "image/jpeg")))
-    frames = transforms_frames(scene, [f"images/frame_{i:03d}" for i in range(len(scene.images))])
-    poses = json.dumps({"fl_x": float(scene.K[0, 0]), "fl_y": float(scene.K[1, 1]), "frames": frames}).encode()
-    return [*files, ("poses", ("transforms.json", poses, "application/json"))]
+    return known_poses_upload(render_scene(n_views=8, width=160, height=120, seed=5, n_points=2000))
 
 
 async def wait_for_progress(c: Chaos, job_id: uuid.UUID, deadline: float) -> None:

@@ -128,25 +128,16 @@ def test_up_serves_the_whole_api(embedded: Embedded) -> None:
 
 
 def test_photos_with_known_cameras_go_through_without_sfm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import json
+    from photosplat_testkit.synthetic import known_poses_upload, render_scene
 
-    from photosplat_testkit.synthetic import render_scene, transforms_frames
-
-    scene = render_scene(n_views=10, width=160, height=120, seed=7)
-    files = []
-    for i, pixels in enumerate(scene.images):
-        out = io.BytesIO()
-        Image.fromarray(pixels).save(out, "JPEG", quality=95)
-        files.append(("files", (f"frame_{i:03d}.jpg", out.getvalue(), "image/jpeg")))
-    frames = transforms_frames(scene, [f"images/frame_{i:03d}" for i in range(len(scene.images))])
-    poses = json.dumps({"fl_x": float(scene.K[0, 0]), "fl_y": float(scene.K[1, 1]), "frames": frames}).encode()
+    upload = known_poses_upload(render_scene(n_views=10, width=160, height=120, seed=7))
 
     monkeypatch.setenv("PHOTOSPLAT_TRAINER_MAX_STEPS", "60")  # the process inherits it: a short CPU run
     embedded = Embedded(tmp_path / "data")
     try:
         embedded.start()
         http = httpx.Client(base_url=embedded.base, timeout=30)
-        r = http.post("/recon/jobs", files=[*files, ("poses", ("transforms.json", poses, "application/json"))])
+        r = http.post("/recon/jobs", files=upload)
         assert r.status_code == 201, r.text
         job = r.json()
         auth = {"Authorization": f"Bearer {job['token']}"}

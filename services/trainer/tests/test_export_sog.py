@@ -32,6 +32,7 @@ from photosplat_trainer.export import EXPORT_FORMATS, load_export
 from photosplat_trainer.export.sog import decode_sog, encode_sog, palette_size, read_sog, spatial_order, write_sog
 from photosplat_trainer.gaussians import GaussianSet
 from photosplat_trainer.evaluation import render_image
+from photosplat_trainer.backends.rasterize import quat_to_rotmat
 
 ROOT = Path(__file__).resolve().parents[3]
 SPARK = ROOT / "web" / "node_modules" / "@sparkjsdev" / "spark" / "dist" / "spark.module.js"
@@ -63,15 +64,8 @@ def realistic_set(n: int, degree: int, seed: int = 0) -> GaussianSet:
 
 
 def rotation(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
+    """Rotation matrices of w-x-y-z quaternions (the rasteriser's own conversion)."""
+    return quat_to_rotmat(torch.from_numpy(np.asarray(q, np.float64))).numpy()
 
 
 def alpha(logits: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from photosplat_trainer.export.spz import _flip_sh, decode_spz, encode_spz, read_spz, write_spz
 from photosplat_trainer.gaussians import GaussianSet
+import torch
+from photosplat_trainer.backends.rasterize import quat_to_rotmat
 
 C1 = 0.4886025119029199
 C2 = [1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396]
@@ -58,15 +60,8 @@ def eval_sh_rest(sh: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def rotation(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
+    """Rotation matrices of w-x-y-z quaternions (the rasteriser's own conversion)."""
+    return quat_to_rotmat(torch.from_numpy(np.asarray(q, np.float64))).numpy()
 
 
 def unpacked(path: Path) -> bytes:

@@ -486,6 +486,23 @@ def transforms_frames(scene: SyntheticScene, file_paths: list[str]) -> list[dict
     return frames
 
 
+
+def known_poses_upload(scene: SyntheticScene) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The multipart fields of a job whose cameras are known: the views as JPEG ``files`` and a
+    NeRF-style ``poses`` transforms.json naming them."""
+    import io
+
+    from PIL import Image
+
+    files = []
+    for i, pixels in enumerate(scene.images):
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, "JPEG", quality=95)
+        files.append(("files", (f"frame_{i:03d}.jpg", out.getvalue(), "image/jpeg")))
+    frames = transforms_frames(scene, [f"images/frame_{i:03d}" for i in range(len(scene.images))])
+    poses = json.dumps({"fl_x": float(scene.K[0, 0]), "fl_y": float(scene.K[1, 1]), "frames": frames}).encode()
+    return [*files, ("poses", ("transforms.json", poses, "application/json"))]
+
 def write_blender_dataset(
     scene: SyntheticScene, folder: Path, test_every: int = 4, transparent_border: int = 0
 ) -> tuple[list[str], list[str]]:
