@@ -10,18 +10,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from photosplat_testkit.gateway import ROUTES, free_port, nginx_binary, running_nginx, stand_in_backends
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
@@ -42,8 +39,29 @@ def compose() -> dict[str, Any]:
 
 def test_every_service_and_the_infrastructure_is_there(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {*APP_SERVICES, "rabbitmq", "postgres", "minio", "bucket", "gateway"}
-    assert compose["services"]["rabbitmq"]["image"] == "rabbitmq:3.13-management"
-    assert compose["services"]["postgres"]["image"] == "postgres:16"
+    assert compose["services"]["rabbitmq"]["image"].startswith("rabbitmq:3.13.")
+    assert compose["services"]["postgres"]["image"].startswith("postgres:16.")
+
+
+def test_every_image_is_pinned_by_tag_and_digest(compose: dict[str, Any]) -> None:
+    images = {name: s["image"] for name, s in compose["services"].items() if "image" in s}
+    assert set(images) == {"rabbitmq", "postgres", "minio", "bucket", "gateway"}
+    for name, image in images.items():
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), name
+        assert ":latest" not in image
+
+
+def test_every_long_running_service_has_a_real_health_check(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if name == "bucket":
+            assert service["restart"] == "no"  # a one-shot: it exits 0, nothing to check
+            continue
+        assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+    for name in ("colmap", "trainer"):
+        # The workers serve no HTTP: the check their image installs (tests/test_deploy_worker_probe.py).
+        assert compose["services"][name]["healthcheck"]["test"] == ["CMD", "photosplat-worker-alive", name]
+        dockerfile = (DEPLOY / "docker" / f"{name}.Dockerfile").read_text()
+        assert "COPY deploy/docker/worker-alive.py /usr/local/bin/photosplat-worker-alive" in dockerfile
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -53,11 +71,15 @@ def test_each_service_is_its_own_image_and_process(compose: dict[str, Any], name
     # Relative paths in a compose file are relative to the file's folder: the context is the repository.
     assert (DEPLOY / service["build"]["context"]).resolve() == DEPLOY.parent
     dockerfile = (DEPLOY / "docker" / f"{name}.Dockerfile").read_text()
-    assert "python:3.11-slim" in dockerfile
-    assert f"pip install /src/libs /src/services/{name}" in dockerfile
-    # Only the library and this one service go into the image (the viewer adds the pinned npm packages).
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$", dockerfile, re.MULTILINE)
+    assert f"pip install -c /src/requirements.lock /src/libs /src/services/{name}" in dockerfile
+    # Only the lock, the library and this one service go into the image (the viewer adds the pinned
+    # npm packages, the workers their health check).
     copied = re.findall(r"^COPY (?!--from)(\S+)", dockerfile, flags=re.MULTILINE)
-    assert copied == ["libs", f"services/{name}"] if name != "viewer" else ["web/package.json", "libs", "services/viewer"]
+    expected = {"viewer": ["web/package.json"], "colmap": [], "trainer": []}.get(name, [])
+    expected += ["requirements.lock", "libs", f"services/{name}"]
+    expected += ["deploy/docker/worker-alive.py"] if name in ("colmap", "trainer") else []
+    assert copied == expected
     assert f'CMD ["python", "-m", "photosplat_{name}"]' in dockerfile
     assert service["restart"] == "unless-stopped"
 
@@ -79,11 +101,11 @@ def test_the_admin_token_is_required(compose: dict[str, Any]) -> None:
     assert token.startswith("${PHOTOSPLAT_ADMIN_TOKEN:?")
 
 
-def test_the_trainer_reserves_a_gpu(compose: dict[str, Any]) -> None:
-    deploy = compose["services"]["trainer"]["deploy"]
-    assert deploy["replicas"] >= 1
-    devices = deploy["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+def test_the_trainer_runs_on_any_host(compose: dict[str, Any]) -> None:
+    # The CPU image and no GPU reservation: GPU hosts add compose.gpu.yaml (test_deploy_compose_gpu.py).
+    trainer = compose["services"]["trainer"]
+    assert "deploy" not in trainer
+    assert trainer["build"]["dockerfile"] == "deploy/docker/trainer.Dockerfile"
 
 
 def test_rabbitmq_lets_a_training_job_hold_its_message_for_hours(compose: dict[str, Any]) -> None:
@@ -97,7 +119,7 @@ def test_rabbitmq_lets_a_training_job_hold_its_message_for_hours(compose: dict[s
 
 def test_the_gateway_is_the_public_entry(compose: dict[str, Any]) -> None:
     gateway = compose["services"]["gateway"]
-    assert gateway["image"] == "nginx:alpine"
+    assert gateway["image"].startswith("nginx:1.28.")
     assert "./nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in gateway["volumes"]
     assert gateway["ports"] == ["${PHOTOSPLAT_PORT:-8000}:8000"]
     assert {n: d["condition"] for n, d in gateway["depends_on"].items()} == {
@@ -148,96 +170,24 @@ def test_docker_compose_refuses_to_start_without_the_admin_token(tmp_path: Path)
 # --- the gateway's routes, on a real nginx -------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _backend(name: str) -> ThreadingHTTPServer:
-    """Answers every request with its own name, the method and the path it received."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            self.rfile.read(length)
-            body = f"{name} {self.command} {self.path}".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+    nginx = nginx_binary()
     if nginx is None:
         pytest.skip("nginx is not installed here")
-    tmp = tmp_path_factory.mktemp("gateway")
-    backends = {name: _backend(name) for name in HTTP_SERVICES}
-    port = _free_port()
+    port = free_port()
     conf = (DEPLOY / "nginx" / "nginx.conf").read_text()
-    # Same routes, local addresses: the backends by IP (no Docker DNS here), files under tmp.
+    # Same routes, local addresses: the backends by IP (no Docker DNS here).
     conf = re.sub(r"^\s*resolver .*$", "", conf, flags=re.MULTILINE)
-    for name, server in backends.items():
-        conf = conf.replace(f"{name}:8000", f"127.0.0.1:{server.server_address[1]}")
-    conf = conf.replace("listen 8000;", f"listen 127.0.0.1:{port};").replace(
-        "worker_processes auto;", "worker_processes 1;"
-    )
-    temp_paths = "".join(
-        f"{kind}_temp_path {tmp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conf = conf.replace("http {", "http {\n" + temp_paths, 1)
-    (tmp / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen(
-        [nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", f"daemon off; pid {tmp}/nginx.pid;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"nginx did not start: {proc.stderr.read().decode()}")
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
-    for server in backends.values():
-        server.shutdown()
+    conf = conf.replace("listen 8000;", f"listen 127.0.0.1:{port};")
+    with stand_in_backends() as ports:
+        for name, backend_port in ports.items():
+            conf = conf.replace(f"{name}:8000", f"127.0.0.1:{backend_port}")
+        with running_nginx(nginx, conf, port, tmp_path_factory.mktemp("gateway")) as url:
+            yield url
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "backend"),
-    [
-        ("POST", "/recon/jobs", "ingest"),
-        ("GET", "/recon/jobs", "status"),
-        ("GET", "/recon/jobs?limit=5", "status"),
-        ("POST", "/recon/uploads", "ingest"),
-        ("POST", "/recon/jobs/0b7c/submit", "ingest"),
-        ("PUT", "/store/upload/jobs/0b7c/incoming/0001.jpg?expires=1&signature=x", "ingest"),
-        ("GET", "/recon/jobs/0b7c", "status"),
-        ("POST", "/recon/jobs/0b7c/cancel", "status"),
-        ("DELETE", "/recon/jobs/0b7c", "status"),
-        ("GET", "/admin", "status"),
-        ("GET", "/admin/jobs", "status"),
-        ("GET", "/v/some-public-key", "viewer"),
-        ("GET", "/recon/pub/some-public-key/scene.splat", "viewer"),
-        ("GET", "/", "viewer"),
-    ],
-)
+@pytest.mark.parametrize(("method", "path", "backend"), ROUTES)
 def test_the_gateway_routes_each_path_to_its_service(gateway: str, method: str, path: str, backend: str) -> None:
     response = httpx.request(method, gateway + path, content=b"x" if method in ("POST", "PUT") else None)
     assert response.status_code == 200

@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The ingest service alone: the shared library and this one service, nothing else of the repository.
 # Build from the repository root: docker build -f deploy/docker/ingest.Dockerfile .
-ARG BASE_IMAGE=python:3.11-slim
+# The base is pinned by tag and by the digest of its multi-architecture index.
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,9 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# requirements.lock pins every third-party package to the versions the test suite passed with.
+COPY requirements.lock /src/requirements.lock
 COPY libs /src/libs
 COPY services/ingest /src/services/ingest
-RUN pip install /src/libs /src/services/ingest && rm -rf /src
+RUN pip install -c /src/requirements.lock /src/libs /src/services/ingest && rm -rf /src
 
 # Not root: the process only needs its working folder (scratch files, the embedded defaults).
 RUN useradd --system --uid 10001 --create-home --home-dir /app photosplat
