@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from photosplat_libs.db.job_statistics import CurvePoint, HeldOutScores, JobStatistics, SfmSummary
+from photosplat_libs.events import SfmTimings, TrainingTimings
+
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is a test extra").expect
 
 pytestmark = pytest.mark.browser
@@ -69,15 +72,33 @@ def test_upload_shows_the_servers_rejection_by_file_and_rule(server, watched) ->
     expect(page.locator("#total-progress")).to_have_attribute("value", "100")
 
 
+def training_timings(train_seconds: float) -> TrainingTimings:
+    return TrainingTimings(
+        download_seconds=5.0,
+        train_seconds=train_seconds,
+        train_stage_seconds=train_seconds + 30,
+        upload_seconds=5.0,
+        total_seconds=train_seconds + 40,
+    )
+
+
 def test_job_page_of_a_finished_job(server, watched, done_job) -> None:
-    curve = [{"step": s, "loss": 0.3 / (1 + s / 100), "psnr": 18 + s / 100} for s in range(0, 1000, 50)]
+    curve = tuple(CurvePoint(step=s, loss=0.3 / (1 + s / 100), psnr=18 + s / 100) for s in range(0, 1000, 50))
+    sfm = SfmSummary(
+        registered_images=11,
+        total_images=12,
+        points=900,
+        reprojection_error=0.6,
+        timings=SfmTimings(extraction=20.0, matching=40.0),
+        warnings=("3 photos are blurry",),
+    )
     job = done_job(
         {"scene.splat": b"\0" * 320, "scene.ply": b"ply\n"},
         gaussian_count=10,
         image_count=12,
         registered_image_count=11,
-        metrics={"psnr": 27.5, "ssim": 0.91},
-        stats={"curve": curve, "timings": {"train": 600.0}, "sfm": {"points": 900, "warnings": ["3 photos are blurry"]}},
+        held_out=HeldOutScores(psnr=27.5, ssim=0.91),
+        statistics=JobStatistics(curve=curve, sfm=sfm, timings=training_timings(600.0)),
     )
     page = watched.page
     page.goto(f"{server.base}/")
@@ -86,7 +107,10 @@ def test_job_page_of_a_finished_job(server, watched, done_job) -> None:
     expect(page.locator("#status-badge")).to_have_text("Ready")
     expect(page.locator("#stats")).to_contain_text("11 of 12")
     expect(page.locator("#stats")).to_contain_text("27.50 dB")
-    expect(page.locator("#stats")).to_contain_text("Time: train")
+    expect(page.locator("#stats")).to_contain_text("Time: training")
+    expect(page.locator("#stats")).to_contain_text("Time: feature extraction")
+    expect(page.locator("#stats")).not_to_contain_text("_seconds")
+    expect(page.locator("#stats")).to_contain_text("0.60 px")
     expect(page.locator("#warning-list")).to_contain_text("3 photos are blurry")
     expect(page.locator("#curve-caption")).to_contain_text("step 950")
     expect(page.get_by_role("link", name="Open the 3D viewer")).to_have_attribute("href", f"/v/{job.pub_key}")
@@ -100,7 +124,9 @@ def test_job_page_of_a_finished_job(server, watched, done_job) -> None:
 
 
 def test_admin_lists_cancels_and_deletes(server, watched, done_job) -> None:
-    done = done_job({"scene.splat": b"\0" * 64}, gaussian_count=2, stats={"timings": {"train": 3600.0}})
+    done = done_job(
+        {"scene.splat": b"\0" * 64}, gaussian_count=2, statistics=JobStatistics(timings=training_timings(3600.0))
+    )
     page = watched.page
     # a job still waiting for its photos: cancellable
     declared = page.request.post(

@@ -21,6 +21,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
+from photosplat_libs.db.job_statistics import JobStatistics
+from photosplat_libs.events import HomeView
+
 
 pytestmark = pytest.mark.browser
 
@@ -87,16 +90,20 @@ def centroid(mask: np.ndarray) -> np.ndarray:
 
 # A capture camera as the trainer reports it (COLMAP frame: y down, z forward): 3 units in front of
 # the ball, upright; in the viewer's world that is (0, 0, 3) looking at the origin.
-HOME = {"position": [0.0, 0.0, -3.0], "target": [0.0, 0.0, 0.0], "up": [0.0, -1.0, 0.0], "fov_y_deg": 40.0}
+HOME = HomeView(position=(0.0, 0.0, -3.0), target=(0.0, 0.0, 0.0), up=(0.0, -1.0, 0.0), fov_y_deg=40.0)
 
 
 @pytest.mark.parametrize(
     "fmt,home", [("splat", None), ("spz", None), ("sog", None), ("spz", HOME)], ids=["splat", "spz", "sog", "spz-home"]
 )
-def test_viewer_renders_a_finished_scene(server, watched, done_job, web_assets, fmt: str, home: dict | None) -> None:
+def test_viewer_renders_a_finished_scene(
+    server, watched, done_job, web_assets, fmt: str, home: HomeView | None
+) -> None:
     means, data = ball_scene(fmt)
-    stats = {"home_view": home} if home else {}
-    job = done_job({f"scene.{fmt}": data}, gaussian_count=N, image_count=30, registered_image_count=30, stats=stats)
+    statistics = JobStatistics(home_view=home)
+    job = done_job(
+        {f"scene.{fmt}": data}, gaussian_count=N, image_count=30, registered_image_count=30, statistics=statistics
+    )
     page = watched.page
     page.goto(f"{server.base}/v/{job.pub_key}")
     viewer = page.locator("#viewer")

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 CONTRACT_VERSION = 1
 
@@ -95,8 +95,9 @@ class ImagesValidated(Envelope):
     type: Literal["ImagesValidated"] = "ImagesValidated"
     images: tuple[ImageInfo, ...]
     options: JobOptions = JobOptions()
-    # Cameras uploaded with the photos (a NeRF-style transforms.json naming them by their original
-    # file names): SfM is skipped and these poses are used.
+    # Cameras uploaded with the photos, naming them by their original file names: the key of a
+    # NeRF-style transforms.json, or of a folder (ending in "/") holding a checked COLMAP text model.
+    # SfM is skipped and these poses are used.
     poses_key: str | None = None
 
 
@@ -106,18 +107,74 @@ class StageStarted(Envelope):
     worker: str = ""
 
 
+class ProgressMetrics(BaseModel):
+    """The figures a worker reports with its progress; each stage fills the ones it has. A name that
+    is not here is refused where the worker reports it (``JobContext.progress``), so producer and
+    consumers cannot drift apart on a key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # training (the trainer)
+    step: int | None = None
+    loss: float | None = None
+    psnr: float | None = None
+    eval_psnr: float | None = None
+    gaussians: int | None = None
+    # SfM (colmap): photos of the current step, and how far extraction, matching and mapping got
+    images: int | None = None
+    extracted: int | None = None
+    pairs: int | None = None
+    pairs_matched: int | None = None
+    registered: int | None = None
+
+    def reported(self) -> dict[str, float]:
+        """The figures that were reported, by name."""
+        return self.model_dump(exclude_none=True)
+
+
 class StageProgress(Envelope):
     type: Literal["StageProgress"] = "StageProgress"
     stage: Stage
     fraction: float = Field(ge=0.0, le=1.0)
     eta_seconds: float | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: ProgressMetrics = ProgressMetrics()
 
 
 class LogLines(Envelope):
     type: Literal["LogLines"] = "LogLines"
     stage: Stage | None = None
     lines: tuple[str, ...]
+
+
+class SfmTimings(BaseModel):
+    """Seconds of each SfM step; a step that did not run (known poses skip the matching) is None."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    capture: float | None = None
+    extraction: float | None = None
+    matching: float | None = None
+    mapping: float | None = None
+    undistortion: float | None = None
+    known_poses: float | None = None
+
+    def total(self) -> float:
+        return sum(seconds for seconds in self.model_dump().values() if seconds is not None)
+
+
+class SfmStats(BaseModel):
+    """How the SfM went, beside the headline figures of :class:`SfmDone`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mean_track_length: float = 0.0
+    timings: SfmTimings = SfmTimings()
+    blurry_removed: int = 0
+    warnings: tuple[str, ...] = ()
+    matcher: str = ""
+    mapper: str = ""
+    # the matcher/mapper combinations tried, in order (fallbacks after a failed one)
+    attempts: tuple[str, ...] = ()
 
 
 class SfmDone(Envelope):
@@ -128,7 +185,7 @@ class SfmDone(Envelope):
     points: int
     reprojection_error: float
     options: JobOptions = JobOptions()
-    stats: dict[str, Any] = Field(default_factory=dict)
+    stats: SfmStats = SfmStats()
 
 
 class ExportInfo(BaseModel):
@@ -152,15 +209,37 @@ class HomeView(BaseModel):
     fov_y_deg: float = Field(gt=0, lt=180)
 
 
+class TrainingTimings(BaseModel):
+    """Seconds of the training stage's parts, as the trainer measures them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    download_seconds: float
+    # the optimisation alone
+    train_seconds: float
+    # training with evaluation, pruning and exports
+    train_stage_seconds: float
+    upload_seconds: float
+    total_seconds: float
+    # train_seconds again when a GPU trained; None on a CPU (no GPU time to count)
+    gpu_seconds: float | None = None
+
+
 class TrainingDone(Envelope):
     type: Literal["TrainingDone"] = "TrainingDone"
     exports: tuple[ExportInfo, ...]
     gaussian_count: int
     psnr: float | None = None
     ssim: float | None = None
-    timings: dict[str, float] = Field(default_factory=dict)
+    timings: TrainingTimings | None = None
     thumbnail_key: str | None = None
     home_view: HomeView | None = None
+
+    @field_validator("timings", mode="before")
+    @classmethod
+    def _no_timings(cls, value: Any) -> Any:
+        # Before the timings were typed, a message without them carried an empty dict.
+        return None if value == {} else value
 
 
 class StageFailed(Envelope):

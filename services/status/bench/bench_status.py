@@ -45,7 +45,9 @@ import asyncpg
 
 from photosplat_libs import security
 from photosplat_libs.db import Database, migrate
+from photosplat_libs.db.job_statistics import CurvePoint, HeldOutScores, JobStatistics, LatestProgress, SfmSummary
 from photosplat_libs.db.models import Job, JobStatus, LogLine
+from photosplat_libs.events import SfmTimings, Stage, TrainingTimings
 
 MAX_SECONDS = 60.0
 MAX_REQUESTS = 30_000
@@ -85,16 +87,19 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def _realistic_job(job_id: uuid.UUID, token: str, now: datetime, done: bool) -> Job:
     pub_key = security.new_token()
-    curve = [{"step": s * 10, "loss": 0.1 + random.random() / 10, "psnr": 20 + s / 40} for s in range(400)]
-    sfm = {
-        "registered": 48,
-        "total": 50,
-        "points": 31_000,
-        "mean_track_length": 4.2,
-        "timings": {"extraction": 12.3, "matching": 30.1, "mapping": 45.0, "undistortion": 5.2},
-        "left_out": [f"IMG_{i:04d}.jpg" for i in range(2)],
-        "warnings": [],
-    }
+    curve = tuple(CurvePoint(step=s * 10, loss=0.1 + random.random() / 10, psnr=20 + s / 40) for s in range(400))
+    sfm = SfmSummary(
+        registered_images=48,
+        total_images=50,
+        points=31_000,
+        reprojection_error=0.9,
+        mean_track_length=4.2,
+        timings=SfmTimings(extraction=12.3, matching=30.1, mapping=45.0, undistortion=5.2),
+        warnings=tuple(f"IMG_{i:04d}.jpg is blurry" for i in range(2)),
+    )
+    timings = TrainingTimings(
+        download_seconds=2.0, train_seconds=41.0, train_stage_seconds=44.1, upload_seconds=1.0, total_seconds=47.1
+    )
     return Job(
         id=job_id,
         owner_hash=security.hash_token(token),
@@ -111,8 +116,10 @@ def _realistic_job(job_id: uuid.UUID, token: str, now: datetime, done: bool) -> 
         registered_image_count=48,
         gaussian_count=400_000 if done else None,
         file_sizes={"ply": 95_000_000, "splat": 12_800_000} if done else {},
-        metrics={"psnr": 27.4, "ssim": 0.87, "latest": {"stage": "train", "step": 3990, "psnr": 29.9}},
-        stats={"curve": curve, "sfm": sfm, "timings": {"train_seconds": 41.0, "export": 3.1}},
+        held_out=HeldOutScores(psnr=27.4, ssim=0.87),
+        statistics=JobStatistics(
+            latest=LatestProgress(stage=Stage.TRAIN, step=3990, psnr=29.9), curve=curve, sfm=sfm, timings=timings
+        ),
         options={"preset": "standard"},
     )
 

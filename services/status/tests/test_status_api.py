@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from photosplat_libs import keys, security, topology
 from photosplat_libs.bus import Delivery
+from photosplat_libs.db.job_statistics import HeldOutScores
 from photosplat_libs.db.models import ErrorLog, JobStatus, LogLine, OutboxMessage, ProcessedEvent
 from photosplat_libs.events import CancelRequested, Envelope, JobDeleted, LogLines, Stage, StageFailed
 from photosplat_status.projection import project
@@ -42,7 +43,7 @@ async def test_the_owner_reads_the_status_of_a_finished_job(embedded: Any, kit: 
         registered_image_count=28,
         gaussian_count=123_456,
         file_sizes={"ply": 8 * 1024 * 1024, "splat": 3 * 1024 * 1024},
-        metrics={"psnr": 27.1, "ssim": 0.9},
+        held_out=HeldOutScores(psnr=27.1, ssim=0.9),
     )
     lines = tuple(f"line {i}" for i in range(15))
     await project(embedded.db, embedded.store, LogLines(job_id=job.id, stage=Stage.TRAIN, lines=lines))
@@ -231,7 +232,7 @@ async def test_the_dashboard_needs_the_admin_token(embedded: Any, kit: Any) -> N
     await kit.insert_job(
         embedded.db, status=JobStatus.FAILED, stage="sfm", error_stage="sfm", error_message="<script>alert(1)</script>"
     )
-    await kit.insert_job(embedded.db, status=JobStatus.DONE, stage="export", metrics={"psnr": 27.25})
+    await kit.insert_job(embedded.db, status=JobStatus.DONE, stage="export", held_out=HeldOutScores(psnr=27.25))
 
     login = await embedded.client.get("/admin")
     # the login form, not the jobs (200: a browser asked for a page, no HTTP auth challenge)

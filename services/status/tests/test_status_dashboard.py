@@ -7,7 +7,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from photosplat_libs.db.models import ErrorLog, JobStatus
-from photosplat_status.totals import stage_times
+from photosplat_libs.db.job_statistics import JobStatistics
+from photosplat_libs.events import SfmTimings, TrainingTimings
+from photosplat_status.totals import LABELS, stage_times
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -20,18 +22,40 @@ def form_token(page: str) -> str:
     return match.group(1)
 
 
+def timings(train_seconds: float, gpu_seconds: float | None = None) -> TrainingTimings:
+    return TrainingTimings(
+        download_seconds=2.0,
+        train_seconds=train_seconds,
+        train_stage_seconds=train_seconds + 60,
+        upload_seconds=4.0,
+        total_seconds=train_seconds + 66,
+        gpu_seconds=gpu_seconds,
+    )
+
+
 def test_stage_times_average_what_jobs_report_and_count_gpu_time_where_a_gpu_ran() -> None:
     times = stage_times(
         [
-            {"sfm": {"timings": {"extraction": 10.0, "matching": 20.0}}, "timings": {"train_seconds": 1800.0, "gpu_seconds": 1800.0, "export_seconds": 4}},
-            {"sfm": {"timings": {"extraction": 30.0}}, "timings": {"train_seconds": 5400.0, "gpu_seconds": 5400.0}},
-            {"timings": {"train_seconds": 3600.0}},  # trained on a CPU: no GPU time
-            {"curve": []},
-            {"timings": {"train_seconds": "not a number"}},
+            (SfmTimings(extraction=10.0, matching=20.0), timings(1800.0, gpu_seconds=1800.0)),
+            (SfmTimings(extraction=30.0), timings(5400.0, gpu_seconds=5400.0)),
+            (None, timings(3600.0)),  # trained on a CPU: no GPU time
+            (SfmTimings(), None),  # SfM ran but timed nothing, no training
         ]
     )
-    assert times.mean_seconds == {"SfM": 30.0, "training": 3600.0, "GPU training": 3600.0, "export": 4.0}
+    assert times.mean_seconds == {
+        "SfM": 30.0,
+        "trainer download": 2.0,
+        "training": 3600.0,
+        "training stage (with exports)": 3660.0,
+        "upload of results": 4.0,
+        "trainer total": 3666.0,
+        "GPU training": 3600.0,
+    }
     assert times.gpu_hours == 2.0
+
+
+def test_every_training_timing_has_a_label() -> None:
+    assert set(LABELS) == set(TrainingTimings.model_fields)
 
 
 async def test_dashboard_filters_searches_and_totals(embedded: Any, kit: Any) -> None:
@@ -39,7 +63,10 @@ async def test_dashboard_filters_searches_and_totals(embedded: Any, kit: Any) ->
         embedded.db, status=JobStatus.FAILED, stage="sfm", error_stage="sfm", error_message="too few matches"
     )
     done = await kit.insert_job(
-        embedded.db, status=JobStatus.DONE, stage="export", stats={"timings": {"train_seconds": 7200.0, "gpu_seconds": 7200.0}}
+        embedded.db,
+        status=JobStatus.DONE,
+        stage="export",
+        statistics=JobStatistics(timings=timings(7200.0, gpu_seconds=7200.0)),
     )
     async with embedded.db.transaction() as session:
         session.add(

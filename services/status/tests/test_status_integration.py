@@ -120,9 +120,9 @@ async def test_a_restart_in_the_middle_of_a_stream_loses_nothing(
                 await kit.eventually(await applied(len(events) + 1), timeout=20)
                 row = await kit.load_job(db, job.id)
                 assert (row.status, row.stage, row.progress) == (JobStatus.DONE, "export", 1.0)
-                assert (row.gaussian_count, row.file_sizes, row.metrics["psnr"]) == (1000, {"splat": 2048}, 24.0)
+                assert (row.gaussian_count, row.file_sizes, row.held_out.psnr) == (1000, {"splat": 2048}, 24.0)
                 assert (row.started_at, row.finished_at, row.attempt) == (at(2), at(40), 1)
-                assert [p["step"] for p in row.stats["curve"]] == [i * 100 for i in range(1, 10)]
+                assert [p.step for p in row.statistics.curve] == [i * 100 for i in range(1, 10)]
                 assert await count(db, LogLine, job.id) == 3
 
                 await store.put(keys.image(job.id, 0, ".jpg"), b"photo")

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from photosplat_libs import keys, topology
 from photosplat_libs.bus import Delivery
 from photosplat_libs.db import Database
+from photosplat_libs.db.job_statistics import CurvePoint, HeldOutScores, JobStatistics, LatestProgress, SfmSummary
 from photosplat_libs.db.models import ErrorLog, Job, JobStatus, LogLine, ProcessedEvent
 from photosplat_libs.events import (
     HomeView,
@@ -23,13 +24,17 @@ from photosplat_libs.events import (
     JobSubmitted,
     LogLines,
     SfmDone,
+    SfmStats,
+    SfmTimings,
     Stage,
     StageFailed,
     StageProgress,
     StageStarted,
     TrainingDone,
+    TrainingTimings,
 )
 from photosplat_libs.store import ObjectStore
+from photosplat_status import repository as repo
 from photosplat_status.projection import project
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -57,6 +62,7 @@ def pipeline(job_id: uuid.UUID) -> list[Envelope]:
             total_images=3,
             points=1200,
             reprojection_error=0.7,
+            stats=SFM_STATS,
             occurred_at=at(10),
         ),
         StageStarted(job_id=job_id, stage=Stage.TRAIN, worker="trainer-1", occurred_at=at(11)),
@@ -85,7 +91,7 @@ def pipeline(job_id: uuid.UUID) -> list[Envelope]:
             gaussian_count=50_000,
             psnr=26.5,
             ssim=0.88,
-            timings={"train": 30.0},
+            timings=TIMINGS,
             home_view=HOME,
             occurred_at=at(50),
         ),
@@ -93,6 +99,17 @@ def pipeline(job_id: uuid.UUID) -> list[Envelope]:
 
 
 HOME = HomeView(position=(0, 0, -4), target=(0, 0, 0), up=(0, -1, 0), fov_y_deg=50)
+SFM_STATS = SfmStats(
+    mean_track_length=3.2,
+    timings=SfmTimings(capture=0.5, extraction=4.0, matching=6.0, mapping=9.0, undistortion=1.0),
+    warnings=("2 photo(s) look blurry: a.jpg, b.jpg",),
+    matcher="exhaustive",
+    mapper="incremental",
+    attempts=("exhaustive + incremental: 3 of 3",),
+)
+TIMINGS = TrainingTimings(
+    download_seconds=1.0, train_seconds=30.0, train_stage_seconds=34.0, upload_seconds=2.0, total_seconds=37.0
+)
 
 
 def snapshot(job: Job | None) -> dict[str, Any]:
@@ -135,14 +152,14 @@ async def test_a_whole_pipeline_is_projected(db: Database, folder_store: ObjectS
     row = await kit.load_job(db, job.id)
     assert row is not None
     assert (row.status, row.stage, row.progress) == (JobStatus.DONE, "export", 1.0)
-    assert row.registered_image_count == 3 and row.stats["sfm"]["points"] == 1200
+    assert row.registered_image_count == 3 and row.statistics.sfm is not None and row.statistics.sfm.points == 1200
     assert row.gaussian_count == 50_000
     assert row.file_sizes == {"ply": 3 * 1024 * 1024, "splat": 1024 * 1024}
     assert row.outputs["splat"] == keys.output(job.id, "scene.splat")
-    assert (row.metrics["psnr"], row.metrics["ssim"]) == (26.5, 0.88)
-    assert row.metrics["latest"] == {"stage": "train", "step": 900, "loss": 0.1, "psnr": 25.0}
-    assert [p["step"] for p in row.stats["curve"]] == [400, 900]
-    assert row.stats["home_view"] == {"position": [0.0, 0.0, -4.0], "target": [0.0, 0.0, 0.0], "up": [0.0, -1.0, 0.0], "fov_y_deg": 50.0}
+    assert row.held_out == HeldOutScores(psnr=26.5, ssim=0.88)
+    assert row.statistics.latest == LatestProgress(stage=Stage.TRAIN, step=900, loss=0.1, psnr=25.0)
+    assert [p.step for p in row.statistics.curve] == [400, 900]
+    assert (row.statistics.home_view, row.statistics.timings, row.statistics.worker) == (HOME, TIMINGS, "trainer-1")
     assert (row.finished_at, row.processing_time_seconds) == (at(50), 48.0)
     assert await count(db, LogLine, job.id) == 2
     assert await count(db, ProcessedEvent, job.id) == len(events)
@@ -286,10 +303,40 @@ async def test_the_training_curve_stays_bounded(db: Database, folder_store: Obje
     )
     row = await kit.load_job(db, job.id)
     assert row is not None
-    curve = row.stats["curve"]
+    curve = row.statistics.curve
     assert len(curve) <= 400
-    assert curve[0]["step"] == 0 and curve[-1]["step"] == 9990
-    assert [p["step"] for p in curve] == sorted(p["step"] for p in curve)
+    assert curve[0].step == 0 and curve[-1].step == 9990
+    assert [p.step for p in curve] == sorted(p.step for p in curve)
+
+
+async def test_the_statistics_are_stored_and_read_back_typed(
+    either_database: str, folder_store: ObjectStore, kit: Any
+) -> None:
+    """On SQLite and Postgres: the read model a pipeline leaves is the one read back, through the
+    row, the status answer's stored JSON and the totals' JSON paths."""
+    database = Database(either_database)
+    try:
+        job = await kit.insert_job(database, created_at=at(0))
+        await apply(database, folder_store, *pipeline(job.id))
+        row = await kit.load_job(database, job.id)
+        assert row is not None
+        expected = JobStatistics(
+            worker="trainer-1",
+            latest=LatestProgress(stage=Stage.TRAIN, step=900, loss=0.1, psnr=25.0),
+            curve=(CurvePoint(step=400, loss=0.2, psnr=21.0), CurvePoint(step=900, loss=0.1, psnr=25.0)),
+            sfm=SfmSummary(registered_images=3, total_images=3, points=1200, reprojection_error=0.7, **dict(SFM_STATS)),
+            timings=TIMINGS,
+            home_view=HOME,
+        )
+        assert (row.statistics, row.progress_attempt) == (expected, 1)
+        assert row.held_out == HeldOutScores(psnr=26.5, ssim=0.88)
+        async with database.transaction() as session:
+            stored = await repo.status_row(session, job.id)
+            timings = await repo.all_job_timings(session)
+        assert stored is not None and JobStatistics.model_validate_json(stored.statistics_json) == expected
+        assert timings == [(SFM_STATS.timings, TIMINGS)]
+    finally:
+        await database.dispose()
 
 
 async def test_events_travel_through_the_embedded_bus(embedded: Any, kit: Any) -> None:

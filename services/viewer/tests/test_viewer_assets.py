@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import uuid
 from pathlib import Path
 
+from photosplat_libs import keys
+from photosplat_libs.db.job_statistics import JobStatistics
 from photosplat_libs.db.models import JobStatus
 from photosplat_viewer import assets
 
@@ -87,3 +90,14 @@ async def test_files_manifest_and_thumbnail_as_social_image(viewer) -> None:
     assert f'<meta property="og:image" content="https://splat.example/recon/pub/{pub_key}/thumbnail.jpg">' in page
     running = await viewer.add_job(JobStatus.RUNNING)
     assert (await viewer.client.get(f"/v/{running}/files.json")).status_code == 404
+
+
+async def test_the_thumbnail_the_trainer_reports_beside_the_exports_is_served(viewer) -> None:
+    key = keys.output(uuid.uuid4(), "thumbnail.png")
+    await viewer.store.put(key, b"\x89PNG")
+    pub_key = await viewer.add_job(
+        JobStatus.DONE, files={"splat": ("scene.splat", b"s" * 64)}, statistics=JobStatistics(thumbnail_key=key)
+    )
+    manifest = (await viewer.client.get(f"/v/{pub_key}/files.json")).json()
+    assert {f["filename"] for f in manifest["files"]} == {"scene.splat", "thumbnail.png"}
+    assert (await viewer.client.get(f"/recon/pub/{pub_key}/thumbnail.png")).content == b"\x89PNG"

@@ -1,4 +1,6 @@
+from photosplat_libs.db.job_statistics import HeldOutScores, JobStatistics
 from photosplat_libs.db.models import JobStatus
+from photosplat_libs.events import HomeView
 from photosplat_libs.security import new_token
 
 
@@ -71,8 +73,8 @@ async def test_done_job_lists_its_files_and_loads_the_3d_viewer(viewer) -> None:
         image_count=40,
         registered_image_count=38,
         gaussian_count=123456,
-        metrics={"psnr": 27.123, "ssim": 0.9012},
-        stats={"home_view": {"position": [1.0, 2.0, 3.0], "target": [0.0, 0.0, 0.0], "up": [0.0, -1.0, 0.0], "fov_y_deg": 40.0}},
+        held_out=HeldOutScores(psnr=27.123, ssim=0.9012),
+        statistics=JobStatistics(home_view=HomeView(position=(1, 2, 3), target=(0, 0, 0), up=(0, -1, 0), fov_y_deg=40)),
     )
     response = await viewer.client.get(f"/v/{pub_key}")
     assert response.status_code == 200
@@ -87,7 +89,7 @@ async def test_done_job_lists_its_files_and_loads_the_3d_viewer(viewer) -> None:
     assert '"home": {"fov_y_deg": 40.0, "position": [1.0, 2.0, 3.0], "target": [0.0, 0.0, 0.0]' in text
     csp = response.headers["content-security-policy"]
     assert "script-src 'self' 'sha256-" in csp and "'wasm-unsafe-eval'" in csp and "unsafe-inline" not in csp
-    assert "38 of 40" in text and "123,456" in text and "27.12 dB" in text
+    assert "38 of 40" in text and "123,456" in text and "27.12 dB" in text and "0.901" in text
     assert f"https://splat.example/v/{pub_key}" in text
     assert "refresh" not in text
     assert_private(response)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -22,6 +23,8 @@ from sqlalchemy import (
     Uuid,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from photosplat_libs.db.job_statistics import HeldOutScores, JobStatistics
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -60,6 +63,31 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+class ModelJSON(TypeDecorator[M]):
+    """A pydantic model kept as JSON: validated when read, so code reads its attributes, and only an
+    instance of the model is written (not a loose dict that could spell a key differently)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, model: type[M]) -> None:
+        super().__init__()
+        self.model = model
+
+    def process_bind_param(self, value: M | None, dialect: Any) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, self.model):
+            raise TypeError(f"a {self.model.__name__} is stored here, not {type(value).__name__}")
+        return value.model_dump(mode="json")
+
+    def process_result_value(self, value: dict[str, Any] | None, dialect: Any) -> M | None:
+        return None if value is None else self.model.model_validate(value)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime()}
@@ -88,12 +116,14 @@ class Job(Base):
     registered_image_count: Mapped[int | None] = mapped_column(Integer)
     gaussian_count: Mapped[int | None] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # the attempt the current progress value belongs to (a later attempt restarts it)
+    progress_attempt: Mapped[int] = mapped_column(Integer, default=1)
     # format -> bytes / object key of each export
     file_sizes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # held-out metrics (psnr, ssim), latest training metrics, per-stage timings and SfM statistics
-    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    held_out: Mapped[HeldOutScores] = mapped_column(ModelJSON(HeldOutScores), default=HeldOutScores)
+    # curve, SfM figures, timings, home view, thumbnail: listings never load it
+    statistics: Mapped[JobStatistics] = mapped_column(ModelJSON(JobStatistics), default=JobStatistics)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # presigned flow: the files the client declared, [{name, key, size}]
     uploads: Mapped[list[Any]] = mapped_column(default=list)

@@ -116,7 +116,7 @@ class Dashboard:
                 jobs = [job for job in jobs if _matches(job, query)]
                 matching = len(jobs)
             counts = await repo.count_by_status(session)
-            times = totals.stage_times(await repo.all_job_stats(session))
+            times = totals.stage_times(await repo.all_job_timings(session))
             errors = await repo.errors_of_jobs(session, [job.id for job in jobs])
             rows = [(job, responses.summary(job, None), errors[job.id]) for job in jobs]
         return self._html(

@@ -13,22 +13,14 @@ from datetime import datetime
 from photosplat_libs.db.models import TERMINAL, Job, JobStatus
 from photosplat_libs.events import STAGE_ORDER, Stage
 
-# stats key: the attempt the current progress value belongs to
-PROGRESS_ATTEMPT = "progress_attempt"
-
-
 def is_terminal(job: Job) -> bool:
     return job.status in TERMINAL
-
-
-def progress_attempt(job: Job) -> int:
-    return int(job.stats.get(PROGRESS_ATTEMPT, 1))
 
 
 def _restart_progress(job: Job, attempt: int) -> None:
     job.progress = 0.0
     job.eta_seconds = None
-    job.stats = {**job.stats, PROGRESS_ATTEMPT: attempt}
+    job.progress_attempt = attempt
 
 
 def enter(job: Job, stage: Stage, attempt: int) -> bool:
@@ -43,10 +35,10 @@ def enter(job: Job, stage: Stage, attempt: int) -> bool:
         return True
     if there < here:
         return False
-    if attempt > progress_attempt(job):
+    if attempt > job.progress_attempt:
         _restart_progress(job, attempt)
         return True
-    return attempt == progress_attempt(job)
+    return attempt == job.progress_attempt
 
 
 def set_running(job: Job, at: datetime) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from photosplat_libs import keys, topology
 from photosplat_libs.bus import Death, Delivery
 from photosplat_libs.db import Database
+from photosplat_libs.db.job_statistics import CurvePoint, LatestProgress, SfmSummary
 from photosplat_libs.db.models import ErrorLog, Job, JobStatus, LogLine
 from photosplat_libs.events import (
     CancelRequested,
@@ -29,6 +30,7 @@ from photosplat_libs.events import (
     JobDeleted,
     JobSubmitted,
     LogLines,
+    ProgressMetrics,
     SfmDone,
     Stage,
     StageFailed,
@@ -81,7 +83,7 @@ async def on_stage_started(event: StageStarted, ctx: Projecting) -> None:
     if jobstate.enter(job, event.stage, event.attempt):
         jobstate.set_running(job, event.occurred_at)
         if event.worker:
-            job.stats = {**job.stats, "worker": event.worker}
+            job.statistics = job.statistics.replaced(worker=event.worker)
 
 
 async def on_stage_progress(event: StageProgress, ctx: Projecting) -> None:
@@ -94,22 +96,23 @@ async def on_stage_progress(event: StageProgress, ctx: Projecting) -> None:
     jobstate.set_running(job, event.occurred_at)
     job.progress = event.fraction
     job.eta_seconds = event.eta_seconds
-    if event.metrics:
-        job.metrics = {**job.metrics, "latest": {"stage": event.stage.value, **event.metrics}}
-        _extend_curve(job, event.metrics)
+    reported = event.metrics.reported()
+    if reported:
+        latest = LatestProgress(stage=event.stage, **reported)
+        job.statistics = job.statistics.replaced(latest=latest, curve=_extended_curve(job, event.metrics))
 
 
-def _extend_curve(job: Job, metrics: dict[str, float]) -> None:
-    step = metrics.get("step", metrics.get("iteration"))
-    if step is None or not ({"loss", "psnr"} & metrics.keys()):
-        return
-    point = {"step": int(step), "loss": metrics.get("loss"), "psnr": metrics.get("psnr")}
+def _extended_curve(job: Job, metrics: ProgressMetrics) -> tuple[CurvePoint, ...]:
+    curve = job.statistics.curve
+    if metrics.step is None or (metrics.loss is None and metrics.psnr is None):
+        return curve
+    point = CurvePoint(step=metrics.step, loss=metrics.loss, psnr=metrics.psnr)
     # A restarted attempt resumes from a checkpoint: its points replace those from that step on.
-    curve = [p for p in job.stats.get("curve", []) if p["step"] < point["step"]] + [point]
-    if len(curve) > MAX_CURVE_POINTS:
+    kept = [p for p in curve if p.step < point.step] + [point]
+    if len(kept) > MAX_CURVE_POINTS:
         # Halve the resolution rather than drop the start: the whole run stays visible.
-        curve = curve[:-1][::2] + [curve[-1]]
-    job.stats = {**job.stats, "curve": curve}
+        kept = kept[:-1][::2] + [kept[-1]]
+    return tuple(kept)
 
 
 async def on_log_lines(event: LogLines, ctx: Projecting) -> None:
@@ -125,14 +128,14 @@ async def on_sfm_done(event: SfmDone, ctx: Projecting) -> None:
     if jobstate.is_terminal(job):
         return
     job.registered_image_count = event.registered_images
-    sfm = {
-        "registered_images": event.registered_images,
-        "total_images": event.total_images,
-        "points": event.points,
-        "reprojection_error": event.reprojection_error,
-        **event.stats,
-    }
-    job.stats = {**job.stats, "sfm": sfm}
+    sfm = SfmSummary(
+        registered_images=event.registered_images,
+        total_images=event.total_images,
+        points=event.points,
+        reprojection_error=event.reprojection_error,
+        **dict(event.stats),
+    )
+    job.statistics = job.statistics.replaced(sfm=sfm)
     # SfmDone is the trainer's work request: the job now waits for (or runs) training.
     jobstate.enter(job, Stage.TRAIN, event.attempt)
     jobstate.heartbeat(job, event.occurred_at)
@@ -147,14 +150,10 @@ async def on_training_done(event: TrainingDone, ctx: Projecting) -> None:
     job.gaussian_count = event.gaussian_count
     job.file_sizes = {e.format: e.bytes for e in event.exports}
     job.outputs = {e.format: e.key for e in event.exports}
-    held_out = {name: value for name, value in (("psnr", event.psnr), ("ssim", event.ssim)) if value is not None}
-    job.metrics = {**job.metrics, **held_out}
-    extra: dict[str, Any] = {"timings": event.timings}
-    if event.thumbnail_key:
-        extra["thumbnail_key"] = event.thumbnail_key
-    if event.home_view is not None:
-        extra["home_view"] = event.home_view.model_dump(mode="json")
-    job.stats = {**job.stats, **extra}
+    job.held_out = job.held_out.replaced(psnr=event.psnr, ssim=event.ssim)
+    job.statistics = job.statistics.replaced(
+        timings=event.timings, thumbnail_key=event.thumbnail_key or None, home_view=event.home_view
+    )
     jobstate.set_running(job, event.occurred_at)
     jobstate.finish(job, JobStatus.DONE, event.occurred_at)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Text, bindparam, cast, delete, func, select
+from sqlalchemy import JSON, Row, Text, bindparam, cast, delete, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -22,19 +22,27 @@ from photosplat_libs.db.models import (
     OutboxMessage,
     ProcessedEvent,
 )
-from photosplat_libs.events import Envelope, ImagesValidated, SfmDone, StageStarted, decode
+from photosplat_libs.events import (
+    Envelope,
+    ImagesValidated,
+    SfmDone,
+    SfmTimings,
+    StageStarted,
+    TrainingTimings,
+    decode,
+)
 
 # The events that ask a worker to do a stage: what recovery sends again.
 WORK_REQUEST_TYPES = (ImagesValidated.__name__, SfmDone.__name__)
 UNFINISHED = tuple(s.value for s in JobStatus if s not in TERMINAL)
 # What a status answer shows of a job (see responses.StatusColumns): not the outputs, options and
-# uploads, and the stats as the JSON text the database keeps. The status queries are built once:
-# building a statement and its cache key cost more than running it.
+# uploads, and the statistics as the JSON text the database keeps. The status queries are built
+# once: building a statement and its cache key cost more than running it.
 _STATUS_QUERY = select(
     *(Job.id, Job.owner_hash, Job.pub_key_sealed, Job.status, Job.stage, Job.progress, Job.eta_seconds),
     *(Job.error_message, Job.error_stage, Job.created_at, Job.started_at, Job.finished_at, Job.attempt),
     *(Job.processing_time_seconds, Job.image_count, Job.registered_image_count, Job.gaussian_count),
-    *(Job.file_sizes, Job.metrics, cast(Job.stats, Text).label("stats_json")),
+    *(Job.file_sizes, Job.held_out, cast(Job.statistics, Text).label("statistics_json")),
 ).where(Job.id == bindparam("job_id"))
 _TAIL_QUERY = (
     select(LogLine.line)
@@ -42,8 +50,13 @@ _TAIL_QUERY = (
     .order_by(LogLine.id.desc())
     .limit(bindparam("lines"))
 )
-# Never read by a listing: the JSON a summary does not show (stats hold the training curve).
-_NOT_LISTED = (Job.stats, Job.outputs, Job.options, Job.uploads)
+# Never read by a listing: the JSON a summary does not show (statistics hold the training curve).
+_NOT_LISTED = (Job.statistics, Job.outputs, Job.options, Job.uploads)
+# The timings of every job, for the dashboard's totals: read out of the JSON by the database, so
+# that the curves stay where they are.
+_TIMINGS_QUERY = select(
+    type_coerce(Job.statistics[("sfm", "timings")], JSON), type_coerce(Job.statistics["timings"], JSON)
+)
 
 
 async def lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
@@ -121,9 +134,15 @@ async def count_by_status(session: AsyncSession) -> dict[str, int]:
     return {status: count for status, count in rows.all()}
 
 
-async def all_job_stats(session: AsyncSession) -> Sequence[dict[str, Any]]:
-    """The stats of every job, for the dashboard's totals (timings live in this JSON)."""
-    return (await session.scalars(select(Job.stats))).all()
+async def all_job_timings(session: AsyncSession) -> list[tuple[SfmTimings | None, TrainingTimings | None]]:
+    """The SfM and training timings of every job, for the dashboard's totals."""
+    return [
+        (
+            SfmTimings.model_validate(sfm) if sfm is not None else None,
+            TrainingTimings.model_validate(training) if training is not None else None,
+        )
+        for sfm, training in (await session.execute(_TIMINGS_QUERY)).all()
+    ]
 
 
 async def errors_of_jobs(session: AsyncSession, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[ErrorLog]]:

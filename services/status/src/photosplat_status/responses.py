@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from photosplat_libs.db.job_statistics import HeldOutScores, JobStatistics
 from photosplat_libs.db.models import ErrorLog, JobStatus
 from photosplat_libs.events import Stage
 
@@ -72,11 +73,12 @@ class JobSummary(BaseModel):
 class _StatusWithoutStats(JobSummary):
     log_tail: list[str]
     file_sizes: dict[str, Any]
-    metrics: dict[str, Any]
+    # the held-out scores of the finished scene
+    metrics: HeldOutScores
 
 
 class JobStatusView(_StatusWithoutStats):
-    stats: dict[str, Any]
+    stats: JobStatistics
 
 
 class JobPage(BaseModel):
@@ -143,21 +145,21 @@ def summary(job: JobColumns, viewer_url: str | None) -> JobSummary:
 
 
 class StatusColumns(JobColumns, Protocol):
-    """A row of :func:`repository.status_row`: ``stats_json`` is the job's stats as the database
-    keeps them (JSON the database wrote)."""
+    """A row of :func:`repository.status_row`: ``statistics_json`` is the job's
+    :class:`JobStatistics` as the database keeps it (JSON the model wrote)."""
 
-    metrics: dict[str, Any]
-    stats_json: str
+    held_out: HeldOutScores
+    statistics_json: str
 
 
 def status_json(job: StatusColumns, viewer_url: str | None, log_tail: list[str]) -> bytes:
-    """A :class:`JobStatusView` as JSON. The stats hold the training curve, hundreds of points that a
-    status request passes on untouched: decoding and encoding them again was the largest cost of
-    the request, so their stored JSON goes into the answer as it is."""
+    """A :class:`JobStatusView` as JSON. The statistics hold the training curve, hundreds of points
+    that a status request passes on untouched: decoding and encoding them again was the largest cost
+    of the request, so their stored JSON goes into the answer as it is."""
     rest = _StatusWithoutStats(
-        **_summary_fields(job, viewer_url), log_tail=log_tail, file_sizes=job.file_sizes, metrics=job.metrics
+        **_summary_fields(job, viewer_url), log_tail=log_tail, file_sizes=job.file_sizes, metrics=job.held_out
     )
-    return b"".join((rest.model_dump_json().encode()[:-1], b',"stats":', job.stats_json.encode(), b"}"))
+    return b"".join((rest.model_dump_json().encode()[:-1], b',"stats":', job.statistics_json.encode(), b"}"))
 
 
 def error_view(error: ErrorLog) -> ErrorView:

@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-# The trainer reports this timing only when it trained on a GPU (a CPU job has none to count).
-GPU_TIMING = "gpu_seconds"
-# The keys jobs report, as an operator reads them; any other key is shown tidied up.
+from photosplat_libs.events import SfmTimings, TrainingTimings
+
+# The trainer's timings as an operator reads them (a test holds this to TrainingTimings' fields).
 LABELS = {
-    "sfm": "SfM",
     "download_seconds": "trainer download",
     "train_seconds": "training",
     "gpu_seconds": "GPU training",
@@ -20,10 +18,7 @@ LABELS = {
     "upload_seconds": "upload of results",
     "total_seconds": "trainer total",
 }
-
-
-def label(key: str) -> str:
-    return LABELS.get(key, key.removesuffix("_seconds").replace("_", " "))
+SFM_LABEL = "SfM"
 
 
 @dataclass(frozen=True)
@@ -32,24 +27,17 @@ class StageTimes:
     gpu_hours: float
 
 
-def _seconds(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and value >= 0 else None
-
-
-def stage_times(stats_of_jobs: Iterable[dict[str, Any]]) -> StageTimes:
-    """``stats.sfm.timings`` (summed: that is the SfM stage) and ``stats.timings`` (the trainer's
-    per-step seconds) of each job, averaged over the jobs that report them."""
+def stage_times(timings_of_jobs: Iterable[tuple[SfmTimings | None, TrainingTimings | None]]) -> StageTimes:
+    """The SfM steps of each job (summed: that is the SfM stage) and the trainer's timings, each
+    averaged over the jobs that report it. ``gpu_seconds`` is there only when a GPU trained."""
     samples: dict[str, list[float]] = defaultdict(list)
     gpu_seconds = 0.0
-    for stats in stats_of_jobs:
-        sfm_timings = (stats.get("sfm") or {}).get("timings") or {}
-        sfm = [s for s in map(_seconds, sfm_timings.values()) if s is not None]
-        if sfm:
-            samples["sfm"].append(sum(sfm))
-        for step, value in (stats.get("timings") or {}).items():
-            if (seconds := _seconds(value)) is not None:
-                samples[step].append(seconds)
-                if step == GPU_TIMING:
-                    gpu_seconds += seconds
-    means = {label(step): sum(values) / len(values) for step, values in samples.items()}
+    for sfm, training in timings_of_jobs:
+        if sfm is not None and sfm.model_dump(exclude_none=True):
+            samples[SFM_LABEL].append(sfm.total())
+        if training is not None:
+            for name, seconds in training.model_dump(exclude_none=True).items():
+                samples[LABELS[name]].append(seconds)
+            gpu_seconds += training.gpu_seconds or 0.0
+    means = {label: sum(values) / len(values) for label, values in samples.items()}
     return StageTimes(mean_seconds=means, gpu_hours=gpu_seconds / 3600)

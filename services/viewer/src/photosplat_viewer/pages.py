@@ -75,10 +75,10 @@ def _facts(job: Job) -> list[tuple[str, str]]:
         facts.append(("Photos", str(job.image_count)))
     if job.gaussian_count is not None:
         facts.append(("Gaussians", f"{job.gaussian_count:,}"))
-    for name in ("psnr", "ssim"):
-        value = (job.metrics or {}).get(name)
-        if isinstance(value, (int, float)):
-            facts.append((f"Held-out {name.upper()}", f"{value:.3f}" if name == "ssim" else f"{value:.2f} dB"))
+    if job.held_out.psnr is not None:
+        facts.append(("Held-out PSNR", f"{job.held_out.psnr:.2f} dB"))
+    if job.held_out.ssim is not None:
+        facts.append(("Held-out SSIM", f"{job.held_out.ssim:.3f}"))
     if job.processing_time_seconds is not None:
         facts.append(("Processing time", _duration(job.processing_time_seconds)))
     return facts
@@ -122,7 +122,7 @@ def job_page(job: Job, pub_key: str, public_base_url: str, *, viewer_installed: 
             "files": [f for f in files if f["format"] in SPLAT_FORMATS],
             "gaussians": job.gaussian_count,
             "shareUrl": f"{base}/v/{pub_key}",
-            "home": (job.stats or {}).get("home_view"),
+            "home": home.model_dump(mode="json") if (home := job.statistics.home_view) else None,
         }
         return _render(
             "scene.html",

@@ -29,8 +29,8 @@ def scene_files(job: Job) -> list[SceneFile]:
     """The job's exports, named by the basename of their object key. The key was written by the
     trainer, so its basename is ours; a client's filename is only ever compared against these."""
     outputs = dict(job.outputs or {})
-    thumbnail_key = (job.stats or {}).get("thumbnail_key")
-    if isinstance(thumbnail_key, str) and thumbnail_key not in outputs.values():
+    thumbnail_key = job.statistics.thumbnail_key
+    if thumbnail_key is not None and thumbnail_key not in outputs.values():
         # The trainer may report its thumbnail beside the exports rather than among them.
         outputs.setdefault(THUMBNAIL, thumbnail_key)
     files = []

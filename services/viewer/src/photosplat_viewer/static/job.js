@@ -20,6 +20,23 @@ const STATUS_TEXT = {
   CANCELLED: "Cancelled",
 };
 
+// The timings of the status API (stats.sfm.timings: SfM steps; stats.timings: the trainer's) as
+// people read them; a step that did not run is null.
+const TIME_LABELS = {
+  capture: "photo check",
+  extraction: "feature extraction",
+  matching: "matching",
+  mapping: "mapping",
+  undistortion: "undistortion",
+  known_poses: "reading the cameras",
+  download_seconds: "trainer download",
+  train_seconds: "training",
+  gpu_seconds: "GPU training",
+  train_stage_seconds: "training stage (with exports)",
+  upload_seconds: "upload of results",
+  total_seconds: "trainer total",
+};
+
 const $ = (id) => document.getElementById(id);
 const jobId = $("job").dataset.jobId;
 let timer = null;
@@ -49,8 +66,8 @@ function statRows(job) {
   if (typeof job.metrics.psnr === "number") rows.push(row("Held-out PSNR", `${job.metrics.psnr.toFixed(2)} dB`));
   if (typeof job.metrics.ssim === "number") rows.push(row("Held-out SSIM", job.metrics.ssim.toFixed(3)));
   const timings = { ...(sfm.timings || {}), ...(job.stats.timings || {}) };
-  for (const [stage, seconds] of Object.entries(timings)) {
-    if (typeof seconds === "number") rows.push(row(`Time: ${stage}`, formatDuration(seconds)));
+  for (const [step, seconds] of Object.entries(timings)) {
+    if (typeof seconds === "number") rows.push(row(`Time: ${TIME_LABELS[step] || step}`, formatDuration(seconds)));
   }
   if (job.processing_time_seconds != null) rows.push(row("Total processing time", formatDuration(job.processing_time_seconds)));
   if (job.attempt > 1) rows.push(row("Attempt", String(job.attempt)));
