@@ -250,7 +250,7 @@ def test_the_multipart_job_request_is_described() -> None:
         "items": {"type": "string", "format": "binary"},
         "description": form["properties"]["files"]["description"],
     }
-    assert form["properties"]["poses"]["format"] == "binary"
+    assert form["properties"]["poses"]["items"] == {"type": "string", "format": "binary"}  # one part per file
     assert form["properties"]["original_resolution"]["type"] == "boolean"
     assert form["properties"]["preset"]["type"] == "string"
     # The token is optional here: a first request gets a new one.

@@ -3,7 +3,7 @@ routable even before its consumer first runs (publishing is mandatory)."""
 
 from __future__ import annotations
 
-from photosplat_libs.bus import Bus, QueueSpec
+from photosplat_libs.bus.port import Bus, QueueSpec
 from photosplat_libs.events import ImagesValidated, SfmDone
 
 # GPU/CPU-heavy work: one message at a time per worker, few deliveries (a crash-looping job

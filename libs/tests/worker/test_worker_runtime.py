@@ -20,6 +20,7 @@ from photosplat_libs.events import (
     ImagesValidated,
     JobDeleted,
     LogLines,
+    ProgressMetrics,
     SfmDone,
     Stage,
     StageFailed,
@@ -95,7 +96,7 @@ async def test_success_publishes_start_progress_logs_and_stored_result(deps: Dep
         seen["thread"] = threading.current_thread() is not threading.main_thread()
         seen["work_dir_exists"] = ctx.work_dir.is_dir()
         for i in range(1, 31):
-            ctx.progress(i / 30, eta_seconds=(30 - i) * 0.05, iteration=i)
+            ctx.progress(i / 30, eta_seconds=(30 - i) * 0.05, step=i)
             ctx.log(f"step {i}")
             time.sleep(0.05)
 
@@ -116,7 +117,7 @@ async def test_success_publishes_start_progress_logs_and_stored_result(deps: Dep
     progress = recorder.of(StageProgress)
     # 1.5 s of reports every 50 ms: throttled to about one a second, the last value flushed.
     assert 1 <= len(progress) <= 4
-    assert progress[-1].fraction == 1.0 and progress[-1].metrics == {"iteration": 30.0}
+    assert progress[-1].fraction == 1.0 and progress[-1].metrics == ProgressMetrics(step=30)
     lines = [line for batch in recorder.of(LogLines) for line in batch.lines]
     assert lines == [f"step {i}" for i in range(1, 31)]
     assert len(recorder.of(LogLines)) < 10, "log lines go out in batches"
@@ -143,6 +144,23 @@ async def test_user_error_is_final_with_message_and_traceback(deps: Deps, record
     assert "Traceback" in failed.traceback and "raise UserError" in failed.traceback
     await asyncio.sleep(0.2)
     assert calls == 1 and deps.bus.dead_letters() == []
+
+
+async def test_a_progress_figure_the_contract_does_not_name_fails_the_job_at_once(
+    deps: Deps, recorder: EventRecorder
+) -> None:
+    async def work(event: Envelope, ctx: JobContext) -> Envelope:
+        ctx.progress(0.5, registered=3, images=4)
+        await asyncio.sleep(0)
+        ctx.progress(0.6, iteration=400)  # the trainer calls it ``step``
+        return sfm_done(event)
+
+    await start_worker(deps, work)
+    event = trigger()
+    await deps.bus.publish(event)
+    failed = await recorder.wait_for(is_(StageFailed, event.job_id))
+    assert (failed.final, failed.retryable, failed.error_type) == (True, False, "WorkError")
+    assert "iteration" in failed.message and not recorder.of(SfmDone)
 
 
 async def test_transient_error_is_redelivered_then_succeeds(deps: Deps, recorder: EventRecorder) -> None:
@@ -275,7 +293,7 @@ async def test_redelivery_after_success_republishes_the_stored_result(deps: Deps
 
 async def test_heartbeat_keeps_progress_coming_during_long_work(deps: Deps, recorder: EventRecorder) -> None:
     async def work(event: Envelope, ctx: JobContext) -> Envelope:
-        ctx.progress(0.25, sfm_registered=3)
+        ctx.progress(0.25, registered=3)
         await asyncio.sleep(1.3)
         return sfm_done(event)
 
@@ -286,7 +304,7 @@ async def test_heartbeat_keeps_progress_coming_during_long_work(deps: Deps, reco
 
     beats = recorder.of(StageProgress)
     assert len(beats) >= 4
-    assert all(b.fraction == 0.25 and b.metrics == {"sfm_registered": 3.0} for b in beats[1:])
+    assert all(b.fraction == 0.25 and b.metrics == ProgressMetrics(registered=3) for b in beats[1:])
 
 
 async def test_stopped_worker_leaves_its_job_to_the_next_one(deps: Deps, recorder: EventRecorder) -> None:

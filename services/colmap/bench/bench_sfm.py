@@ -25,6 +25,7 @@ import pycolmap
 from photosplat_colmap import pipeline
 from photosplat_colmap.capture import photos_from_folder
 from photosplat_testkit.poses import buddha_truth, pose_errors, poses_of
+from photosplat_testkit.reporting import RecordingReporter
 from photosplat_testkit.synthetic import render_scene, write_images
 
 STEPS = ("capture", "extraction", "matching", "mapping", "undistortion")
@@ -66,7 +67,7 @@ def bench(name: str, data: Path, options: pipeline.SfmOptions) -> list[str]:
         images, truth = prepare_dataset(name, data, tmp)
         photos = photos_from_folder(images)
         start = time.monotonic()
-        result = pipeline.run(photos, tmp / "work", tmp / "out", options, pipeline.RecordingReporter())
+        result = pipeline.run(photos, tmp / "work", tmp / "out", options, RecordingReporter())
         total = time.monotonic() - start
         accuracy = "n/a"
         if truth is not None:

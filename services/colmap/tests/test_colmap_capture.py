@@ -11,14 +11,10 @@ import pytest
 from photosplat_colmap import known_poses
 from photosplat_colmap.capture import Photo, Prepared, photos_from_folder, prepare
 from photosplat_testkit.poses import pose_errors, pose_from_projection, poses_of, umeyama
-from photosplat_colmap.pipeline import (
-    EXTRACTION_MIN_IMAGES_PER_THREAD,
-    MATCHING_MIN_PAIRS_PER_CALL,
-    SfmOptions,
-    chunk_size,
-    choose_matcher,
-    looks_like_video_frames,
-)
+from photosplat_colmap.extraction import EXTRACTION_MIN_IMAGES_PER_THREAD
+from photosplat_colmap.matching import MATCHING_MIN_PAIRS_PER_CALL, choose_matcher, looks_like_video_frames
+from photosplat_colmap.progress import chunk_size
+from photosplat_colmap.types import SfmOptions
 from photosplat_testkit.synthetic import SyntheticScene, render_scene, write_colmap_dataset, write_images
 from PIL import Image, ImageFilter
 from photosplat_testkit.reporting import RecordingReporter

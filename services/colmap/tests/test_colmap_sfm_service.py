@@ -96,8 +96,9 @@ async def test_images_validated_in_sfm_done_out_with_the_model_in_the_store(harn
     assert done.sparse_key == f"jobs/{job_id}/sfm/undistorted/"
     assert (done.registered_images, done.total_images) == (24, 24)
     assert done.points > 300 and 0 < done.reprojection_error < 1.0
-    assert done.stats["mean_track_length"] > 2 and done.stats["blurry_removed"] == 0
-    assert set(done.stats["timings"]) >= {"extraction", "matching", "mapping"}
+    assert done.stats.mean_track_length > 2 and done.stats.blurry_removed == 0
+    timings = done.stats.timings
+    assert None not in (timings.extraction, timings.matching, timings.mapping) and timings.known_poses is None
     stored = {info.key for info in await harness.store.list(f"jobs/{job_id}/sfm/")}
     for name in ("cameras.bin", "images.bin", "points3D.bin"):
         assert f"{done.sparse_key}sparse/{name}" in stored
@@ -131,7 +132,7 @@ async def test_photos_with_their_cameras_skip_sfm_and_keep_those_poses(harness: 
 
     assert isinstance(done, SfmDone)
     assert (done.registered_images, done.total_images, done.points) == (8, 8, 0)
-    assert done.stats["mapper"] == "known poses" and "known_poses" in done.stats["timings"]
+    assert done.stats.mapper == "known poses" and done.stats.timings.known_poses is not None
     sparse = tmp_path / "sparse"
     sparse.mkdir()
     for name in ("cameras.bin", "images.bin", "points3D.bin"):

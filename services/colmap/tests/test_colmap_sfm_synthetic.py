@@ -78,7 +78,8 @@ def test_progress_moves_through_the_steps_and_steps_are_logged(solved: tuple) ->
     for step in ("capture check", "feature extraction", "matching: exhaustive", "mapping (incremental"):
         assert step in text
     assert set(result.timings) == {"capture", "extraction", "matching", "mapping", "undistortion"}
-    assert result.stats()["matcher"] == "exhaustive"
+    assert result.stats().matcher == "exhaustive"
+    assert result.stats().timings.total() == pytest.approx(sum(result.timings.values()), abs=0.05)
 
 
 def test_unrelated_photos_fail_with_advice(tmp_path: Path) -> None:

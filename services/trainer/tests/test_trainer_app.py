@@ -106,7 +106,8 @@ async def test_a_training_job_runs_on_the_cpu_from_the_stored_sfm_folder(deps: D
     config = json.loads(await deps.store.get(keys.output(trigger.job_id, "config.json")))
     assert config["steps"] == 30 and config["sh_degree"] == 1
     assert not await deps.store.exists(keys.train(trigger.job_id, "checkpoint.pt"))
-    assert done.timings["train_seconds"] > 0 and "gpu_seconds" not in done.timings  # trained on the CPU
+    assert done.timings is not None
+    assert done.timings.train_seconds > 0 and done.timings.gpu_seconds is None  # trained on the CPU
 
 
 async def test_a_missing_sfm_folder_fails_the_job(deps: Deps) -> None:

@@ -15,8 +15,8 @@ from photosplat_testkit.synthetic import write_blender_dataset as write_blender
 from photosplat_libs.errors import UserError
 from photosplat_trainer.backends.cpu import CpuBackend
 from photosplat_trainer.config import preset, with_overrides
+from photosplat_trainer.config_resolution import adapt_to_backend
 from photosplat_trainer.dataset import is_blender, load_blender, load_scene
-from photosplat_trainer.pipeline import adapt_to_backend
 from photosplat_trainer.train import Callbacks, train
 from PIL import Image
 

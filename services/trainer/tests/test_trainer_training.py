@@ -18,10 +18,11 @@ from photosplat_testkit.synthetic import render_scene, write_colmap_dataset
 from photosplat_libs.worker import JobCancelled
 from photosplat_trainer import cli
 from photosplat_trainer.backends.cpu import CpuBackend
-from photosplat_trainer.config import PRESETS, TrainConfig, preset, with_overrides
+from photosplat_trainer.config import TrainConfig, preset, with_overrides
+from photosplat_trainer.config_resolution import adapt_to_backend
 from photosplat_trainer.dataset import View, load_colmap
 from photosplat_trainer.model import init_params
-from photosplat_trainer.pipeline import adapt_to_backend, home_view, resolve_config
+from photosplat_trainer.pipeline import home_view
 from photosplat_trainer.evaluation import evaluate_params
 from photosplat_trainer.train import Callbacks, OutOfMemory, Progress, train, train_with_oom_retry
 
@@ -37,51 +38,6 @@ def scene_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny(steps: int, **overrides: object) -> TrainConfig:
     cfg = adapt_to_backend(preset("preview"), CpuBackend())
     return with_overrides(cfg.scaled(steps / cfg.steps), max_gaussians=3000, **overrides)
-
-
-def test_presets_resolve_and_reference_is_simple_trainers_default(tmp_path: Path) -> None:
-    ref = preset("reference")
-    assert (ref.steps, ref.sh_degree, ref.sh_degree_interval, ref.ssim_lambda) == (30_000, 3, 1000, 0.2)
-    assert (ref.means_lr, ref.scales_lr, ref.quats_lr, ref.opacities_lr, ref.sh0_lr) == (1.6e-4, 5e-3, 1e-3, 5e-2, 2.5e-3)
-    assert (ref.refine_start, ref.refine_stop, ref.refine_every, ref.reset_every, ref.grow_grad2d) == (500, 15_000, 100, 3000, 2e-4)
-    assert ref.strategy == "default" and not ref.antialiased and ref.sky_points_fraction == 0
-    assert preset("preview").steps < preset("standard").steps < ref.steps
-    assert set(PRESETS) == {"preview", "standard", "reference"}
-    assert preset("standard", strategy="mcmc").strategy == "mcmc"
-    with pytest.raises(ValueError, match="unknown preset"):
-        preset("best")
-    with pytest.raises(ValueError, match="unknown training option"):
-        preset("standard", learning_rate=1)
-    half = preset("standard").scaled(0.5)
-    assert (half.steps, half.refine_stop) == (1750, 875)
-    saved = preset("standard", background=[1, 1, 1]).save(tmp_path / "config.json")
-    assert TrainConfig.from_json(saved.read_text()) == preset("standard", background=(1.0, 1.0, 1.0))
-
-
-def test_a_cpu_run_is_capped_so_the_embedded_demo_ends_in_minutes() -> None:
-    cpu = resolve_config("standard", {}, CpuBackend())
-    standard = preset("standard")
-    assert cpu.steps == standard.cpu_max_steps < standard.steps
-    assert cpu.refine_stop == round(standard.refine_stop * cpu.steps / standard.steps)
-    assert cpu.max_image_side == standard.cpu_max_image_side
-    assert resolve_config("standard", {}, CpuBackend(), max_steps=300).steps == 300
-
-
-def test_a_batched_preset_runs_on_cpu_one_view_per_step_with_the_same_schedule_in_views() -> None:
-    standard = preset("standard")
-    assert standard.batch_size == 4 and standard.strategy == "mcmc"
-    single = standard.with_batch(1)
-    assert single.batch_size == 1
-    assert single.steps == 4 * standard.steps
-    assert (single.refine_start, single.refine_stop, single.refine_every) == tuple(
-        4 * v for v in (standard.refine_start, standard.refine_stop, standard.refine_every)
-    )
-    assert single.sh_degree_interval == 4 * standard.sh_degree_interval
-    assert single.with_batch(4) == standard
-    cpu = resolve_config("standard", {}, CpuBackend(), max_steps=10_000_000)
-    assert (cpu.batch_size, cpu.steps, cpu.strategy) == (1, cpu.cpu_max_steps, "default")
-    reference = preset("reference")
-    assert (cpu.init_opacity, cpu.opacity_reg, cpu.scale_reg) == (reference.init_opacity, 0.0, 0.0)
 
 
 def test_the_home_view_is_a_capture_camera_aimed_at_what_it_sees(scene_dir: Path) -> None:
@@ -189,7 +145,7 @@ def test_appearance_and_pose_refinement_train_checkpoint_and_resume(scene_dir: P
 
 
 def test_view_batches_share_one_size_cover_every_view_and_keep_their_shape() -> None:
-    from photosplat_trainer.train import ViewBatches
+    from photosplat_trainer.batches import ViewBatches
 
     K, vm = torch.eye(3), torch.eye(4)
     # 7 landscape and 3 portrait photos (a phone capture turned now and then).

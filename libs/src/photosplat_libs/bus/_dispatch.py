@@ -10,7 +10,7 @@ from enum import Enum
 
 from pydantic import ValidationError
 
-from photosplat_libs.bus import Death, Delivery, Handler, Reject
+from photosplat_libs.bus.port import Death, Delivery, Handler, Reject
 from photosplat_libs.events import decode
 
 log = logging.getLogger("photosplat_libs.bus")

@@ -14,8 +14,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from photosplat_libs.bus import BusError, Death, Handler, QueueSpec, Unroutable
 from photosplat_libs.bus._dispatch import Outcome, dispatch
+from photosplat_libs.bus.port import BusError, Death, Handler, QueueSpec, Unroutable
 from photosplat_libs.events import Envelope, encode
 
 log = logging.getLogger("photosplat_libs.bus")

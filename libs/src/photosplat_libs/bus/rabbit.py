@@ -33,7 +33,8 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
 
-from photosplat_libs.bus import (
+from photosplat_libs.bus._dispatch import Outcome, dispatch
+from photosplat_libs.bus.port import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     EXCHANGE,
@@ -43,8 +44,8 @@ from photosplat_libs.bus import (
     QueueSpec,
     Unroutable,
 )
-from photosplat_libs.bus._dispatch import Outcome, dispatch
 from photosplat_libs.events import Envelope, encode
+from photosplat_libs.topology import DURABLE_QUEUES
 
 log = logging.getLogger("photosplat_libs.bus")
 
@@ -237,8 +238,6 @@ async def delete_namespace(amqp_url: str, namespace: str) -> None:
 
     Deleting a queue or exchange that does not exist succeeds in RabbitMQ; an entity that cannot be
     deleted (e.g. an exclusive queue of a live connection) is skipped."""
-    from photosplat_libs.topology import DURABLE_QUEUES
-
     queues = {qualified(namespace, s.name) for s in DURABLE_QUEUES}
     queues |= {qualified(namespace, DEAD_LETTER_QUEUE)} | _declared_queues.pop(namespace, set())
     exchanges = {qualified(namespace, EXCHANGE), qualified(namespace, DEAD_LETTER_EXCHANGE)}

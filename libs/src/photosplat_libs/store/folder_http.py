@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from photosplat_libs.store.folder import (
-    DEFAULT_TYPE,
-    UPLOAD_PATH,
-    FolderStore,
-    ObjectTooLarge,
-    UploadDenied,
-    UploadTerms,
-)
+from photosplat_libs.store.folder import FolderStore, ObjectTooLarge
+from photosplat_libs.store.folder_files import DEFAULT_TYPE
+from photosplat_libs.store.folder_presign import UPLOAD_PATH, UploadDenied, UploadTerms
 
 
 def folder_upload_router(store: FolderStore, *, max_bytes: int) -> APIRouter:

@@ -22,8 +22,8 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
-from photosplat_libs.store import ObjectInfo, ObjectNotFound
 from photosplat_libs.store.naming import check_key, check_prefix, check_presign_expiry, check_range
+from photosplat_libs.store.port import ObjectInfo, ObjectNotFound
 from photosplat_libs.store.sigv4 import presign_put
 
 CHUNK = 64 * 1024

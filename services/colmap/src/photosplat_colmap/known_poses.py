@@ -3,8 +3,9 @@
 undistorted to the same PINHOLE layout that SfM produces.
 
 The CLI takes them with ``--poses`` (or such a file inside the images folder); a service job takes
-a ``transforms.json`` uploaded with the photos (``poses`` field of ``POST /recon/jobs``, checked by
-ingest, carried as ``ImagesValidated.poses_key``).
+the poses uploaded with the photos (``poses`` of ``POST /recon/jobs`` or ``POST /recon/uploads``),
+checked by ingest and carried as ``ImagesValidated.poses_key``: the key of a ``transforms.json``, or
+(ending in ``/``) the folder of a COLMAP text model that ingest rewrote from the checked values.
 """
 
 from __future__ import annotations
@@ -16,12 +17,27 @@ from pathlib import Path
 import pycolmap
 from photosplat_libs.transforms import frame_camera
 from photosplat_libs.errors import UserError
+from photosplat_libs.store import ObjectStore
 
 from photosplat_colmap import outputs
 from photosplat_colmap.capture import Photo, prepare
-from photosplat_colmap.pipeline import Reporter, SfmOptions, SfmResult
+from photosplat_colmap.types import Reporter, SfmOptions, SfmResult
 
 _MODEL_FILES = ("cameras.bin", "cameras.txt")
+# What ingest stores of an uploaded COLMAP text model (every file, points3D.txt empty if none came).
+_STORED_MODEL = ("cameras.txt", "images.txt", "points3D.txt")
+
+
+async def fetch(store: ObjectStore, poses_key: str, folder: Path) -> Path:
+    """Download a job's poses into ``folder``: the path to :func:`run` them from."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not poses_key.endswith("/"):
+        path = folder / "transforms.json"
+        await store.get_file(poses_key, str(path))
+        return path
+    for name in _STORED_MODEL:
+        await store.get_file(poses_key + name, str(folder / name))
+    return folder
 
 
 def find(images_dir: Path) -> Path | None:
@@ -46,7 +62,18 @@ def load(
     model = pycolmap.Reconstruction(str(poses))
     for image in model.images.values():
         image.name = by_stem.get(Path(image.name).stem, Path(image.name).name)
+    _fit_cameras(model, image_sizes)
     return model
+
+
+def _fit_cameras(model: pycolmap.Reconstruction, image_sizes: dict[str, tuple[int, int]]) -> None:
+    """Each camera at the size of the photos it took: a model may be of the full-size originals of
+    smaller photos (ingest checked that the shapes agree and that one camera has one size)."""
+    for image in model.images.values():
+        size = image_sizes.get(image.name)
+        camera = model.cameras[image.camera_id]
+        if size is not None and (camera.width, camera.height) != size:
+            camera.rescale(*size)
 
 
 def _from_transforms(
@@ -83,8 +110,9 @@ def run(
         with Image.open(photo.path) as image:
             sizes[photo.name] = image.size
     model = load(poses, sizes, {Path(p.original_name).stem: p.name for p in photos if p.original_name})
+    source = poses.name if poses.is_file() else "the COLMAP model"
     if model.num_reg_images() < 3:
-        raise UserError(f"the poses in {poses.name} match only {model.num_reg_images()} of the photos")
+        raise UserError(f"the poses in {source} match only {model.num_reg_images()} of the photos")
     images_dir = work_dir / "images"
     posed = {i.name for i in model.images.values()}
     capture = prepare([p for p in photos if p.name in posed], images_dir, options.max_image_side)
@@ -100,7 +128,7 @@ def run(
     pycolmap.undistort_images(str(undistorted), str(sparse_dir), str(images_dir), output_type="COLMAP")
     outputs.tidy_undistorted(undistorted)
     seconds = time.monotonic() - t
-    reporter.log(f"known poses from {poses.name}: {model.num_reg_images()} cameras, SfM skipped ({seconds:.1f} s)")
+    reporter.log(f"known poses from {source}: {model.num_reg_images()} cameras, SfM skipped ({seconds:.1f} s)")
     reporter.progress(1.0)
     return SfmResult(
         sparse_dir=sparse_dir,

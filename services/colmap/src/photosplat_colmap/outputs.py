@@ -11,14 +11,12 @@ import asyncio
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from photosplat_libs import keys
 from photosplat_libs.media import media_type
 from photosplat_libs.store import ObjectStore
 
-if TYPE_CHECKING:  # the pipeline imports this module
-    from photosplat_colmap.pipeline import SfmResult
+from photosplat_colmap.types import SfmResult
 
 _PARALLEL_UPLOADS = 8
 

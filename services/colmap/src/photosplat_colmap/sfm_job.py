@@ -22,8 +22,7 @@ async def run_sfm(event: ImagesValidated, ctx: JobContext) -> SfmDone:
     photos = await _download(ctx, event.images, input_dir)
     options = sfm_options(event.options)
     if event.poses_key:
-        poses = ctx.work_dir / "transforms.json"
-        await ctx.store.get_file(event.poses_key, str(poses))
+        poses = await known_poses.fetch(ctx.store, event.poses_key, ctx.work_dir / "poses")
         result = await asyncio.to_thread(known_poses.run, poses, photos, ctx.work_dir / "sfm", ctx.work_dir / "out", options, ctx)
     else:
         result = await asyncio.to_thread(pipeline.run, photos, ctx.work_dir / "sfm", ctx.work_dir / "out", options, ctx)

@@ -9,7 +9,8 @@ from fastapi import APIRouter
 from photosplat_libs.db.outbox import OutboxRelay
 from photosplat_libs.service import Deps, deps_from_settings
 
-from photosplat_ingest.api import IngestContext, build_router
+from photosplat_ingest.api import build_router
+from photosplat_ingest.context import IngestContext
 from photosplat_ingest.intake import Decoder
 from photosplat_ingest.quotas import Quotas
 from photosplat_ingest.settings import IngestSettings

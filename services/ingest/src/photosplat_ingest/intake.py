@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,10 +18,13 @@ from photosplat_libs.store import ObjectStore
 from photosplat_ingest.validation import (
     FileError,
     FileRejected,
+    KnownPoses,
     Limits,
+    PhotoSize,
     Rule,
     SanitizedImage,
     ValidationFailed,
+    check_known_poses,
     sanitize,
 )
 
@@ -84,6 +88,17 @@ class Intake:
         self.accepted.append(AcceptedImage(index, name, path, replace(image, data=b"")))
         return True
 
+    async def add_poses(self, files: Sequence[tuple[str, bytes]]) -> KnownPoses | None:
+        """Check poses files (name, bytes) against the photos accepted so far: call it after the
+        last photo. None when they are rejected."""
+        photos = [PhotoSize(a.name, a.image.width, a.image.height) for a in self.accepted]
+        # Up to 10 MB of JSON or 100 MB of text per file, parsed: not on the event loop.
+        checked = await asyncio.to_thread(check_known_poses, files, photos)
+        if isinstance(checked, FileError):
+            self.reject(checked)
+            return None
+        return checked
+
     def raise_if_rejected(self) -> None:
         if self.errors:
             raise ValidationFailed(self.errors)
@@ -113,6 +128,32 @@ async def store_images(store: ObjectStore, job_id: uuid.UUID, accepted: list[Acc
         await delete_quietly(store, written)
         raise
     return infos
+
+
+def poses_keys(job_id: uuid.UUID, poses: KnownPoses) -> tuple[str, dict[str, str]]:
+    """The ``poses_key`` of the job's ImagesValidated and the key of each poses file: a
+    transforms.json's own key, or for a COLMAP model the folder holding its files (ending in ``/``,
+    like an SfM result's key)."""
+    transforms = keys.poses(job_id)
+    if not poses.is_colmap_model:
+        return transforms, {name: transforms for name in poses.files}
+    folder = transforms.rpartition("/")[0] + "/"
+    return folder, {name: folder + name for name in poses.files}
+
+
+async def store_poses(store: ObjectStore, job_id: uuid.UUID, poses: KnownPoses) -> tuple[str, list[str]]:
+    """Write checked poses under the job, all files or none; the ``poses_key`` and the keys written."""
+    poses_key, by_name = poses_keys(job_id, poses)
+    written: list[str] = []
+    try:
+        for name, data in poses.files.items():
+            content_type = "text/plain" if poses.is_colmap_model else "application/json"
+            await store.put(by_name[name], data, content_type)
+            written.append(by_name[name])
+    except BaseException:
+        await delete_quietly(store, written)
+        raise
+    return poses_key, written
 
 
 async def delete_quietly(store: ObjectStore, object_keys: list[str]) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,27 +21,18 @@ import torch
 from photosplat_libs.errors import WorkError
 
 from photosplat_trainer.backends import Backend
+from photosplat_trainer.batches import ViewBatches
 from photosplat_trainer.config import TrainConfig
-from photosplat_trainer.dataset import Dataset, View, random_points, sky_points
+from photosplat_trainer.dataset import Dataset, random_points, sky_points
 from photosplat_trainer.eta import EtaEstimator
 from photosplat_trainer.gaussians import GaussianSet
 from photosplat_trainer.evaluation import evaluate_params
 from photosplat_trainer.losses import photometric_loss, training_ssim
 from photosplat_trainer.model import Params, init_params, make_optimizers, to_gaussian_set
 from photosplat_trainer.poses import PoseCorrection
+from photosplat_trainer.reports import Progress, ProgressReports, Session
 
 CHECKPOINT_VERSION = 2
-
-
-@dataclass(frozen=True)
-class Progress:
-    step: int
-    steps: int
-    loss: float
-    psnr: float  # training-view PSNR, averaged since the last report
-    eta_seconds: float
-    gaussians: int
-    eval_psnr: float | None = None
 
 
 @dataclass
@@ -128,35 +117,6 @@ def train_with_oom_retry(
             ) from again
 
 
-class ViewBatches:
-    """Batches of ``batch_size`` training views of one image size (fewer only when fewer views share
-    that size), each view once per epoch; a batch cut short by the end of an epoch is filled from the
-    next one, so every step has the same shape."""
-
-    def __init__(self, views: list[View], batch_size: int, generator: np.random.Generator) -> None:
-        self.views, self.batch_size, self.generator = views, batch_size, generator
-        self.order: list[int] = []
-        self.same_size = Counter(v.pixels.shape for v in views)
-
-    def next(self) -> list[View]:
-        views = self.views
-        if not self.order:
-            self.order = list(self.generator.permutation(len(views)))
-        first = self.order.pop()
-        batch = [first]
-        size = views[first].pixels.shape
-        wanted = min(self.batch_size, self.same_size[size])
-        while len(batch) < wanted:
-            same = [i for i in reversed(self.order) if views[i].pixels.shape == size and i not in batch]
-            same = same[: wanted - len(batch)]
-            for i in same:
-                self.order.remove(i)
-            batch += same
-            if len(batch) < wanted:
-                self.order = list(self.generator.permutation(len(views))) + self.order
-        return [views[i] for i in batch]
-
-
 class _Trainer:
     def __init__(self, data: Dataset, cfg: TrainConfig, backend: Backend, hooks: Callbacks, work_dir: Path | None, resume: Path | None) -> None:
         if not data.train:
@@ -178,26 +138,49 @@ class _Trainer:
             self._check_compatible(checkpoint)
             self.params: Params = {k: torch.nn.Parameter(v.to(self.device)) for k, v in checkpoint["params"].items()}
         else:
-            points, colors = data.points, data.colors
-            if len(points) < 4:
-                points, colors = random_points(data, cfg.random_init_points, cfg.random_init_extent, seed=cfg.seed, layout=cfg.random_init)
-                hooks.log(f"no 3D points came with the cameras: starting from {len(points)} random Gaussians")
-            n_sky = round(cfg.sky_points_fraction * len(points))
-            if n_sky:
-                sky, sky_colors = sky_points(data, n_sky, seed=cfg.seed)
-                points, colors = np.concatenate([points, sky]), np.concatenate([colors, sky_colors])
-            self.params = init_params(points, colors, cfg, self.device)
+            self.params = self._initial_params(data)
+        self._make_optimizers()
+        self._make_corrections()
+        self.ssim_fn, self.ssim_kind = training_ssim(self.device)
+        # Per-view index tensors made once: building them from Python ints every step would copy
+        # to the GPU and wait for it.
+        self.view_index = [torch.tensor([v.index], device=self.device) for v in self.data.train]
+        self.batches = ViewBatches(self.data.train, cfg.batch_size, self.generator)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+
+    def _initial_params(self, data: Dataset) -> Params:
+        """Gaussians at the SfM points (random ones without), plus the sky's."""
+        cfg = self.cfg
+        points, colors = data.points, data.colors
+        if len(points) < 4:
+            points, colors = random_points(data, cfg.random_init_points, cfg.random_init_extent, seed=cfg.seed, layout=cfg.random_init)
+            self.hooks.log(f"no 3D points came with the cameras: starting from {len(points)} random Gaussians")
+        n_sky = round(cfg.sky_points_fraction * len(points))
+        if n_sky:
+            sky, sky_colors = sky_points(data, n_sky, seed=cfg.seed)
+            points, colors = np.concatenate([points, sky]), np.concatenate([colors, sky_colors])
+        return init_params(points, colors, cfg, self.device)
+
+    def _make_optimizers(self) -> None:
+        """The parameters' optimizers, the means' learning-rate decay and the densifier."""
+        cfg = self.cfg
         self.optimizers = make_optimizers(self.params, cfg, self.scene_scale)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
             self.optimizers["means"], gamma=cfg.means_lr_final_factor ** (1.0 / max(1, cfg.steps))
         )
-        self.densifier = backend.densifier(cfg, self.scene_scale, len(self.params["means"]))
+        self.densifier = self.backend.densifier(cfg, self.scene_scale, len(self.params["means"]))
         budget = self.densifier.max_gaussians
         if cfg.max_gaussians is None or budget < cfg.max_gaussians:
-            hooks.log(
-                f"Gaussian budget {budget:,}: what the {backend.name} device's free memory holds"
+            self.hooks.log(
+                f"Gaussian budget {budget:,}: what the {self.backend.name} device's free memory holds"
                 + ("" if cfg.max_gaussians is None else f" (the preset allows {cfg.max_gaussians:,})")
             )
+
+    def _make_corrections(self) -> None:
+        """Per-view appearance (a colour matrix and offset) and pose corrections, each with its optimizer
+        only when the configuration asks for it."""
+        cfg = self.cfg
         n_train = len(self.data.train)
         self.appearance = torch.nn.Parameter(
             torch.cat([torch.eye(3).flatten(), torch.zeros(3)]).repeat(n_train, 1).to(self.device)
@@ -209,26 +192,24 @@ class _Trainer:
             if self.poses is not None
             else None
         )
-        self.ssim_fn, self.ssim_kind = training_ssim(self.device)
-        # Per-view index tensors made once: building them from Python ints every step would copy
-        # to the GPU and wait for it.
-        self.view_index = [torch.tensor([v.index], device=self.device) for v in self.data.train]
-        self.batches = ViewBatches(self.data.train, cfg.batch_size, self.generator)
-        if checkpoint is not None:
-            for k, opt in self.optimizers.items():
-                opt.load_state_dict(checkpoint["optimizers"][k])
-            self.scheduler.load_state_dict(checkpoint["scheduler"])
-            self.densifier.load_state_dict(checkpoint["densifier"])
-            self.appearance.data.copy_(checkpoint["appearance"])
-            if self.appearance_opt is not None and checkpoint.get("appearance_opt"):
-                self.appearance_opt.load_state_dict(checkpoint["appearance_opt"])
-            if self.poses is not None and self.poses_opt is not None:
-                self.poses.load_state_dict(checkpoint["poses"])
-                self.poses_opt.load_state_dict(checkpoint["poses_opt"])
-            self.start_step, self.elapsed = int(checkpoint["step"]), float(checkpoint["elapsed"])
-            self.history = [tuple(h) for h in checkpoint.get("history", [])]  # type: ignore[misc]
-            self.batches = ViewBatches(self.data.train, cfg.batch_size, np.random.default_rng(cfg.seed + self.start_step))
-            hooks.log(f"resumed from the checkpoint of step {self.start_step}")
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        """The optimizers' and corrections' state, the step and the view order of a checkpoint."""
+        cfg = self.cfg
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(checkpoint["optimizers"][k])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.densifier.load_state_dict(checkpoint["densifier"])
+        self.appearance.data.copy_(checkpoint["appearance"])
+        if self.appearance_opt is not None and checkpoint.get("appearance_opt"):
+            self.appearance_opt.load_state_dict(checkpoint["appearance_opt"])
+        if self.poses is not None and self.poses_opt is not None:
+            self.poses.load_state_dict(checkpoint["poses"])
+            self.poses_opt.load_state_dict(checkpoint["poses_opt"])
+        self.start_step, self.elapsed = int(checkpoint["step"]), float(checkpoint["elapsed"])
+        self.history = [tuple(h) for h in checkpoint.get("history", [])]  # type: ignore[misc]
+        self.batches = ViewBatches(self.data.train, cfg.batch_size, np.random.default_rng(cfg.seed + self.start_step))
+        self.hooks.log(f"resumed from the checkpoint of step {self.start_step}")
 
     def _check_compatible(self, checkpoint: dict[str, Any]) -> None:
         if checkpoint.get("version") != CHECKPOINT_VERSION:
@@ -251,66 +232,51 @@ class _Trainer:
             f"of {self.data.train[0].width}x{self.data.train[0].height}, {cfg.steps} steps of {cfg.batch_size} view(s), "
             f"{self.ssim_kind} SSIM"
         )
-        last_report = time.monotonic()
-        session_start, session_step = time.monotonic(), self.start_step
-        loss_sum = torch.zeros((), device=self.device)
-        mse_sum = torch.zeros((), device=self.device)
-        n_sum = 0
-        eval_psnr: float | None = self.history[-1][2] if self.history else None
-        eta = EtaEstimator(cfg.steps, cfg.refine_stop, self.densifier.max_gaussians)
-        next_basis_log = 1
+        session = Session(self.start_step)
+        reports = ProgressReports(
+            cfg.steps,
+            cfg.progress_seconds,
+            EtaEstimator(cfg.steps, cfg.refine_stop, self.densifier.max_gaussians),
+            self.device,
+            hooks.progress,
+            hooks.log,
+            eval_psnr=self.history[-1][2] if self.history else None,
+        )
         for step in range(self.start_step, cfg.steps):
             hooks.check_cancelled()
-            loss, mse = self._step(step)
-            loss_sum += loss
-            mse_sum += mse
-            n_sum += 1
+            reports.add(*self._step(step))
             done = step + 1
             if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps and self.data.test:
-                self._sync()
-                self.elapsed += time.monotonic() - session_start
-                eval_psnr, eval_ssim = self.evaluate()
-                self.history.append((done, self.elapsed, eval_psnr, eval_ssim))
-                hooks.log(f"step {done}: held-out PSNR {eval_psnr:.2f} dB, SSIM {eval_ssim:.4f}, {len(self.params['means'])} Gaussians")
-                session_start, session_step = time.monotonic(), done
-            now = time.monotonic()
-            if now - last_report >= cfg.progress_seconds or done == cfg.steps:
-                gaussians = len(self.params["means"])
-                eta.add(done, self.elapsed + now - session_start, gaussians)
-                rate = (now - session_start) / max(1, done - session_step)
-                left = eta.seconds_left()
-                # The estimate's basis in the job log once a tenth and once half of the steps are done.
-                if left is not None and done * 10 // cfg.steps >= next_basis_log:
-                    next_basis_log = 5 if done * 10 < 5 * cfg.steps else 11
-                    hooks.log(eta.basis)
-                hooks.progress(
-                    Progress(
-                        step=done,
-                        steps=cfg.steps,
-                        loss=float(loss_sum) / n_sum,
-                        psnr=-10.0 * math.log10(max(float(mse_sum) / n_sum, 1e-12)),
-                        eta_seconds=rate * (cfg.steps - done) if left is None else left,
-                        gaussians=gaussians,
-                        eval_psnr=eval_psnr,
-                    )
-                )
-                loss_sum.zero_()
-                mse_sum.zero_()
-                n_sum, last_report = 0, now
+                reports.eval_psnr = self._evaluate_during(done, session)
+                session = Session(done)
+            reports.maybe_send(done, len(self.params["means"]), session, self.elapsed)
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps and self.work_dir:
                 self._sync()
-                elapsed = self.elapsed + time.monotonic() - session_start
-                path = self.save_checkpoint(self.work_dir / "checkpoint.pt", done, elapsed)
+                path = self.save_checkpoint(self.work_dir / "checkpoint.pt", done, self.elapsed + session.seconds())
                 hooks.checkpoint(path, done)
         self._sync()
-        self.elapsed += time.monotonic() - session_start
+        self.elapsed += session.seconds()
+        return self._result()
+
+    def _evaluate_during(self, done: int, session: Session) -> float:
+        """Held-out PSNR after step ``done``, kept in the history and logged; the session's time so far is
+        training time, the evaluation's is not."""
+        self._sync()
+        self.elapsed += session.seconds()
+        psnr, ssim = self.evaluate()
+        self.history.append((done, self.elapsed, psnr, ssim))
+        self.hooks.log(f"step {done}: held-out PSNR {psnr:.2f} dB, SSIM {ssim:.4f}, {len(self.params['means'])} Gaussians")
+        return psnr
+
+    def _result(self) -> TrainResult:
+        """The final evaluation (when there are held-out views) and what training made."""
         final_psnr, final_ssim = self.evaluate() if self.data.test else (None, None)
         if final_psnr is not None and final_ssim is not None:
-            self.history.append((cfg.steps, self.elapsed, final_psnr, final_ssim))
+            self.history.append((self.cfg.steps, self.elapsed, final_psnr, final_ssim))
         peak = torch.cuda.max_memory_allocated() if self.device.type == "cuda" else 0
         return TrainResult(
             gaussians=to_gaussian_set(self.params),
-            steps=cfg.steps,
+            steps=self.cfg.steps,
             psnr=final_psnr,
             ssim=final_ssim,
             train_seconds=self.elapsed,

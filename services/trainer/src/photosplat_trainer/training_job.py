@@ -13,13 +13,18 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from photosplat_libs import keys
-from photosplat_libs.events import ExportInfo, JobOptions, SfmDone, TrainingDone
+from photosplat_libs.events import ExportInfo, JobOptions, SfmDone, TrainingDone, TrainingTimings
 from photosplat_libs.store import ObjectNotFound, ObjectStore
 from photosplat_libs.worker import JobContext, WorkError
 
 from photosplat_trainer.settings import TrainerSettings
+
+if TYPE_CHECKING:  # the training modules (loop, pipeline, exports) load where they are used, with the first job
+    from photosplat_trainer.pipeline import TrainOutputs
+    from photosplat_trainer.train import Callbacks
 
 
 def training_work(settings: TrainerSettings) -> Callable[[SfmDone, JobContext], Awaitable[TrainingDone]]:
@@ -31,26 +36,75 @@ async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSetting
     scene_dir = ctx.work_dir / "scene"
     await download_prefix(ctx.store, event.sparse_key, scene_dir)
     downloaded = time.monotonic()
-
     checkpoint_key = keys.train_checkpoint(ctx.job_id)
-    resume: Path | None = ctx.work_dir / "resume.pt"
+    resume = await _earlier_checkpoint(ctx, checkpoint_key)
+
+    from photosplat_trainer.pipeline import run_pipeline
+
+    outputs = await asyncio.to_thread(
+        run_pipeline,
+        scene_dir,
+        ctx.work_dir / "output",
+        preset_name=event.options.preset,
+        overrides=options_overrides(event.options),
+        device=settings.device,
+        max_steps=settings.max_steps,
+        callbacks=_callbacks(ctx, checkpoint_key, asyncio.get_running_loop()),
+        work_dir=ctx.work_dir,
+        resume=resume,
+    )
+    trained = time.monotonic()
+    exports, thumbnail_key = await _upload(ctx, outputs)
+    # The scene is safely stored: the checkpoint is no longer needed.
+    await ctx.store.delete(checkpoint_key)
+    uploaded = time.monotonic()
+
+    timings = TrainingTimings(
+        download_seconds=downloaded - started,
+        train_seconds=outputs.result.train_seconds,
+        train_stage_seconds=trained - downloaded,
+        upload_seconds=uploaded - trained,
+        total_seconds=uploaded - started,
+        gpu_seconds=outputs.result.train_seconds if outputs.backend == "cuda" else None,
+    )
+    ctx.log(
+        f"trained {len(outputs.gaussians)} Gaussians: held-out PSNR {_fmt(outputs.psnr)} dB, "
+        f"SSIM {_fmt(outputs.ssim, 4)} in {timings.total_seconds:.0f} s"
+    )
+    return TrainingDone(
+        job_id=ctx.job_id,
+        attempt=ctx.attempt,
+        exports=exports,
+        gaussian_count=len(outputs.gaussians),
+        psnr=outputs.psnr,
+        ssim=outputs.ssim,
+        timings=timings,
+        thumbnail_key=thumbnail_key,
+        home_view=outputs.home_view,
+    )
+
+
+async def _earlier_checkpoint(ctx: JobContext, checkpoint_key: str) -> Path | None:
+    """The checkpoint an earlier delivery of this job left in the store, downloaded; None if there is none."""
+    resume = ctx.work_dir / "resume.pt"
     try:
         await ctx.store.get_file(checkpoint_key, str(resume))
-        ctx.log("found a checkpoint of an earlier attempt: resuming from it")
     except ObjectNotFound:
-        resume = None
+        return None
+    ctx.log("found a checkpoint of an earlier attempt: resuming from it")
+    return resume
 
-    loop = asyncio.get_running_loop()
+
+def _callbacks(ctx: JobContext, checkpoint_key: str, loop: asyncio.AbstractEventLoop) -> Callbacks:
+    """The training loop's hooks, which run on the training thread, wired to the job's context."""
+    from photosplat_trainer.train import Callbacks, Progress
 
     def upload_checkpoint(path: Path, step: int) -> None:
-        # Runs on the training thread: the upload goes through the event loop and is awaited here,
-        # so the next checkpoint cannot overwrite the file while it is being sent.
+        # The upload goes through the event loop and is awaited here, so the next checkpoint
+        # cannot overwrite the file while it is being sent.
         future = asyncio.run_coroutine_threadsafe(ctx.store.put_file(checkpoint_key, str(path)), loop)
         future.result()
         ctx.log(f"checkpoint of step {step} saved")
-
-    from photosplat_trainer.pipeline import TrainOutputs, run_pipeline
-    from photosplat_trainer.train import Callbacks, Progress
 
     def on_progress(p: Progress) -> None:
         metrics = {"step": p.step, "loss": p.loss, "psnr": p.psnr, "gaussians": p.gaussians}
@@ -58,24 +112,14 @@ async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSetting
             metrics["eval_psnr"] = p.eval_psnr
         ctx.progress(p.step / p.steps, p.eta_seconds, **metrics)
 
-    callbacks = Callbacks(
+    return Callbacks(
         progress=on_progress, log=ctx.log, check_cancelled=ctx.check_cancelled, checkpoint=upload_checkpoint
     )
-    out_dir = ctx.work_dir / "output"
-    outputs: TrainOutputs = await asyncio.to_thread(
-        run_pipeline,
-        scene_dir,
-        out_dir,
-        preset_name=event.options.preset,
-        overrides=options_overrides(event.options),
-        device=settings.device,
-        max_steps=settings.max_steps,
-        callbacks=callbacks,
-        work_dir=ctx.work_dir,
-        resume=resume,
-    )
-    trained = time.monotonic()
 
+
+async def _upload(ctx: JobContext, outputs: TrainOutputs) -> tuple[tuple[ExportInfo, ...], str]:
+    """The exports, the thumbnail, the configuration and the metrics under the job's output; returns
+    the exports' descriptions and the thumbnail's key."""
     exports = []
     for item in outputs.exports:
         key = keys.output(ctx.job_id, item.path.name)
@@ -85,34 +129,7 @@ async def run_training(event: SfmDone, ctx: JobContext, settings: TrainerSetting
     await ctx.store.put_file(thumbnail_key, str(outputs.thumbnail), "image/png")
     for extra in (outputs.config_path, outputs.metrics_path):
         await ctx.store.put_file(keys.output(ctx.job_id, extra.name), str(extra), "application/json")
-    # The scene is safely stored: the checkpoint is no longer needed.
-    await ctx.store.delete(checkpoint_key)
-    uploaded = time.monotonic()
-
-    timings = {
-        "download_seconds": downloaded - started,
-        "train_seconds": outputs.result.train_seconds,
-        "train_stage_seconds": trained - downloaded,
-        "upload_seconds": uploaded - trained,
-        "total_seconds": uploaded - started,
-    }
-    if outputs.backend == "cuda":
-        timings["gpu_seconds"] = outputs.result.train_seconds
-    ctx.log(
-        f"trained {len(outputs.gaussians)} Gaussians: held-out PSNR {_fmt(outputs.psnr)} dB, "
-        f"SSIM {_fmt(outputs.ssim, 4)} in {timings['total_seconds']:.0f} s"
-    )
-    return TrainingDone(
-        job_id=ctx.job_id,
-        attempt=ctx.attempt,
-        exports=tuple(exports),
-        gaussian_count=len(outputs.gaussians),
-        psnr=outputs.psnr,
-        ssim=outputs.ssim,
-        timings=timings,
-        thumbnail_key=thumbnail_key,
-        home_view=outputs.home_view,
-    )
+    return tuple(exports), thumbnail_key
 
 
 def options_overrides(options: JobOptions) -> dict[str, object]:

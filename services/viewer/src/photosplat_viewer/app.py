@@ -13,6 +13,7 @@ from sqlalchemy import text
 from photosplat_libs.db import Database
 from photosplat_libs.db.models import Job, JobStatus
 from photosplat_libs.service import Deps
+from photosplat_libs.store import ObjectStore
 from photosplat_viewer import assets, pages, streaming
 from photosplat_viewer.repository import job_by_pub_key
 from photosplat_viewer.settings import ViewerSettings
@@ -53,9 +54,15 @@ async def _load_job(db: Database, pub_key: str) -> Job | None:
 def create(settings: ViewerSettings, deps: Deps) -> ViewerService:
     if deps.db is None:
         raise ValueError("the viewer reads jobs from the database: Deps.db is required")
-    db, store = deps.db, deps.store
     router = APIRouter()
+    _add_pages(router, settings, deps.db)
+    _add_files(router, settings, deps.db, deps.store)
+    _add_health(router, deps.db)
+    return ViewerService(name="viewer", router=router)
 
+
+def _add_pages(router: APIRouter, settings: ViewerSettings, db: Database) -> None:
+    """The HTML pages: upload, the owner's job page, the public scene page and its downloads."""
     viewer_installed = assets.vendor_installed(settings.assets_dir)
     # Presigned uploads go to this origin in embedded mode, else to the store's public origin.
     upload_origins = tuple(
@@ -86,6 +93,15 @@ def create(settings: ViewerSettings, deps: Deps) -> ViewerService:
         body = {"files": pages.file_list(job, pub_key)}
         return JSONResponse(body, headers={**pages.PRIVATE_HEADERS, "Cache-Control": "no-store"})
 
+    router.add_api_route("/", upload_page, methods=["GET"], include_in_schema=False)
+    router.add_api_route("/jobs/{job_id}", owner_job_page, methods=["GET"], include_in_schema=False)
+    router.add_api_route("/v/{pub_key}", scene_page, methods=["GET"], include_in_schema=False)
+    router.add_api_route("/v/{pub_key}/files.json", scene_manifest, methods=["GET"], include_in_schema=False)
+
+
+def _add_files(router: APIRouter, settings: ViewerSettings, db: Database, store: ObjectStore) -> None:
+    """The page's own scripts, the vendored viewer, and the scene files themselves."""
+
     async def app_file(path: str) -> Response:
         return assets.app_file(path)
 
@@ -95,18 +111,6 @@ def create(settings: ViewerSettings, deps: Deps) -> ViewerService:
     async def scene_file(request: Request, pub_key: str, filename: str) -> Response:
         return await streaming.serve_file(request, store, await _load_job(db, pub_key), filename)
 
-    async def healthz() -> Response:
-        try:
-            async with db.sessions() as session:
-                await session.execute(text("SELECT 1"))
-        except Exception as exc:  # any database failure means: do not route traffic here
-            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ok"})
-
-    router.add_api_route("/", upload_page, methods=["GET"], include_in_schema=False)
-    router.add_api_route("/jobs/{job_id}", owner_job_page, methods=["GET"], include_in_schema=False)
-    router.add_api_route("/v/{pub_key}", scene_page, methods=["GET"], include_in_schema=False)
-    router.add_api_route("/v/{pub_key}/files.json", scene_manifest, methods=["GET"], include_in_schema=False)
     router.add_api_route(assets.APP_PREFIX + "{path:path}", app_file, methods=["GET"], include_in_schema=False)
     router.add_api_route(assets.VENDOR_PREFIX + "{path:path}", vendor_file, methods=["GET"], include_in_schema=False)
     # One route per method: FastAPI gives a route with two methods one operation id for both.
@@ -120,5 +124,15 @@ def create(settings: ViewerSettings, deps: Deps) -> ViewerService:
             response_class=Response,
             responses=SCENE_FILE_RESPONSES,
         )
+
+
+def _add_health(router: APIRouter, db: Database) -> None:
+    async def healthz() -> Response:
+        try:
+            async with db.sessions() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:  # any database failure means: do not route traffic here
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
     router.add_api_route("/healthz", healthz, methods=["GET"], operation_id="viewer_health")
-    return ViewerService(name="viewer", router=router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from photosplat_trainer.backends import RenderOutput
+from photosplat_trainer.backends.types import RenderOutput
 from photosplat_trainer.backends.rasterize import rasterize
 from photosplat_trainer.config import TrainConfig
 from photosplat_trainer.dataset import View

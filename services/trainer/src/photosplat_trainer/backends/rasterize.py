@@ -7,20 +7,17 @@ at +0.5, colours from spherical harmonics (+0.5, clamped at 0), front-to-back al
 alpha <= 0.999, fragments under 1/255 skipped and a pixel finished once its transmittance would fall
 below 1e-4.
 
-Compositing is vectorised over tiles: every (tile, Gaussian) overlap is listed, sorted by tile then
-depth, and tiles are processed in groups padded to the group's longest list, so memory is about
-pixels x overlaps per pixel.
+The compositing half is in :mod:`photosplat_trainer.backends.compositing`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from photosplat_trainer.backends.compositing import ALPHA_MIN, Projected, composite
 from photosplat_trainer.gaussians import SH_C0
 
 SH_C1 = 0.4886025119029199
@@ -29,9 +26,6 @@ SH_C3 = (
     -0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
     -0.4570457994644658, 1.445305721320277, -0.5900435899266435,
 )
-ALPHA_MIN = 1.0 / 255.0
-ALPHA_MAX = 0.999
-TRANSMITTANCE_MIN = 1e-4
 
 
 def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
@@ -80,17 +74,6 @@ def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
     ).view(-1, 3, 3)
 
 
-@dataclass
-class Projected:
-    ids: torch.Tensor  # (n,) indices of the visible Gaussians, front to back
-    means2d: torch.Tensor  # (n, 2) pixel coordinates
-    conics: torch.Tensor  # (n, 3) inverse 2D covariance (a, b, c)
-    opacities: torch.Tensor  # (n,)
-    colors: torch.Tensor  # (n, 3)
-    radii: torch.Tensor  # (n, 2) pixels
-    depths: torch.Tensor  # (n,)
-
-
 def project(
     means: torch.Tensor,
     quats: torch.Tensor,
@@ -116,17 +99,7 @@ def project(
     pc = means[ids] @ R.T + t
     x, y, z = pc.unbind(-1)
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-
-    rot = quat_to_rotmat(quats[ids])
-    m = rot * scales[ids][:, None, :]
-    cov_cam = R @ (m @ m.transpose(1, 2)) @ R.T
-    # The Jacobian is evaluated at x/z, y/z clamped to a little beyond the view (as 3DGS and gsplat).
-    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
-    tx = z * torch.minimum(torch.maximum(x / z, -(cx / fx + 0.3 * tan_x)), (width - cx) / fx + 0.3 * tan_x)
-    ty = z * torch.minimum(torch.maximum(y / z, -(cy / fy + 0.3 * tan_y)), (height - cy) / fy + 0.3 * tan_y)
-    zero = torch.zeros_like(z)
-    J = torch.stack([fx / z, zero, -fx * tx / (z * z), zero, fy / z, -fy * ty / (z * z)], dim=-1).view(-1, 2, 3)
-    cov2d = J @ cov_cam @ J.transpose(1, 2)
+    cov2d = _screen_covariance(x, y, z, quats[ids], scales[ids], R, K, width, height)
     a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
     det_raw = a * c - b * b
     a, c = a + eps2d, c + eps2d
@@ -137,22 +110,7 @@ def project(
     det_safe = torch.where(det > 0, det, torch.ones_like(det))
     conics = torch.stack([c / det_safe, -b / det_safe, a / det_safe], dim=-1)
     means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)
-
-    with torch.no_grad():
-        # Axis-aligned extent of the region where alpha >= 1/255 (exact, no 3-sigma guess).
-        reach = torch.sqrt(2.0 * torch.log(torch.clamp(opac * 255.0, min=1.0)))
-        radii = torch.stack([torch.ceil(reach * a.clamp_min(0).sqrt()), torch.ceil(reach * c.clamp_min(0).sqrt())], -1)
-        mx, my = means2d[:, 0], means2d[:, 1]
-        visible = (
-            (det > 0)
-            & (opac >= ALPHA_MIN)
-            & (mx + radii[:, 0] > 0)
-            & (mx - radii[:, 0] < width)
-            & (my + radii[:, 1] > 0)
-            & (my - radii[:, 1] < height)
-        )
-        keep = torch.nonzero(visible).squeeze(1)
-        keep = keep[torch.argsort(z[keep], stable=True)]
+    radii, keep = _on_screen(means2d, opac, a, c, det, z, width, height)
 
     campos = -R.T @ t
     sel = ids[keep]
@@ -160,104 +118,57 @@ def project(
     return Projected(sel, means2d[keep], conics[keep], opac[keep], colors, radii[keep], z[keep])
 
 
-def composite(
-    p: Projected,
+def _screen_covariance(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    z: torch.Tensor,
+    quats: torch.Tensor,
+    scales: torch.Tensor,
+    R: torch.Tensor,
+    K: torch.Tensor,
     width: int,
     height: int,
-    background: torch.Tensor,
-    *,
-    tile_size: int = 8,
-    group_elements: int = 1 << 21,
+) -> torch.Tensor:
+    """EWA splatting: the 2D covariance (n, 2, 2) in pixels of Gaussians centred at ``x, y, z`` (camera space)."""
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    rot = quat_to_rotmat(quats)
+    m = rot * scales[:, None, :]
+    cov_cam = R @ (m @ m.transpose(1, 2)) @ R.T
+    # The Jacobian is evaluated at x/z, y/z clamped to a little beyond the view (as 3DGS and gsplat).
+    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
+    tx = z * torch.minimum(torch.maximum(x / z, -(cx / fx + 0.3 * tan_x)), (width - cx) / fx + 0.3 * tan_x)
+    ty = z * torch.minimum(torch.maximum(y / z, -(cy / fy + 0.3 * tan_y)), (height - cy) / fy + 0.3 * tan_y)
+    zero = torch.zeros_like(z)
+    J = torch.stack([fx / z, zero, -fx * tx / (z * z), zero, fy / z, -fy * ty / (z * z)], dim=-1).view(-1, 2, 3)
+    return J @ cov_cam @ J.transpose(1, 2)
+
+
+@torch.no_grad()
+def _on_screen(
+    means2d: torch.Tensor,
+    opac: torch.Tensor,
+    a: torch.Tensor,
+    c: torch.Tensor,
+    det: torch.Tensor,
+    z: torch.Tensor,
+    width: int,
+    height: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Front-to-back alpha blending of projected Gaussians (already depth-sorted)."""
-    device, dtype = p.means2d.device, p.means2d.dtype
-    T = tile_size
-    tiles_x, tiles_y = math.ceil(width / T), math.ceil(height / T)
-    n_tiles, P = tiles_x * tiles_y, T * T
-    n = len(p.ids)
-
-    with torch.no_grad():
-        mx, my = p.means2d[:, 0], p.means2d[:, 1]
-        rx, ry = p.radii[:, 0], p.radii[:, 1]
-        tx0 = torch.floor((mx - rx) / T).clamp(0, tiles_x - 1).long()
-        tx1 = torch.floor((mx + rx) / T).clamp(0, tiles_x - 1).long()
-        ty0 = torch.floor((my - ry) / T).clamp(0, tiles_y - 1).long()
-        ty1 = torch.floor((my + ry) / T).clamp(0, tiles_y - 1).long()
-        nx, ny = tx1 - tx0 + 1, ty1 - ty0 + 1
-        counts = nx * ny
-        gauss = torch.repeat_interleave(torch.arange(n, device=device), counts)
-        first = torch.cumsum(counts, 0) - counts
-        local = torch.arange(len(gauss), device=device) - first[gauss]
-        tile_of = (ty0[gauss] + local // nx[gauss]) * tiles_x + tx0[gauss] + local % nx[gauss]
-        # Gaussians are already front to back: a stable sort by tile keeps depth order inside a tile.
-        tile_sorted, perm = torch.sort(tile_of, stable=True)
-        gauss = gauss[perm]
-        per_tile = torch.bincount(tile_sorted, minlength=n_tiles)
-        tile_first = torch.cumsum(per_tile, 0) - per_tile
-        busy = torch.nonzero(per_tile).squeeze(1)
-        busy = busy[torch.argsort(per_tile[busy])]
-        offs = torch.arange(P, device=device)
-        off_x, off_y = (offs % T).to(dtype) + 0.5, (offs // T).to(dtype) + 0.5
-
-    # One padding row (index n): a transparent Gaussian far away.
-    mean_x = torch.cat([p.means2d[:, 0], p.means2d.new_zeros(1)])
-    mean_y = torch.cat([p.means2d[:, 1], p.means2d.new_zeros(1)])
-    con = torch.cat([p.conics, p.conics.new_zeros(1, 3)])
-    opa = torch.cat([p.opacities, p.opacities.new_zeros(1)])
-    col = torch.cat([p.colors, p.colors.new_zeros(1, 3)])
-
-    rgb_parts, alpha_parts, tile_parts = [], [], []
-    for start, end, longest in _groups(per_tile[busy].tolist(), P, group_elements):
-        tiles = busy[start:end]
-        with torch.no_grad():
-            slot = torch.arange(longest, device=device)
-            idx = tile_first[tiles][:, None] + slot[None]
-            valid = slot[None] < per_tile[tiles][:, None]
-            gid = torch.where(valid, gauss[idx.clamp(max=len(gauss) - 1)], torch.full_like(idx, n))
-            px = ((tiles % tiles_x) * T).to(dtype)[:, None] + off_x[None]  # (k, P)
-            py = ((tiles // tiles_x) * T).to(dtype)[:, None] + off_y[None]
-        dx = mean_x[gid][:, None, :] - px[:, :, None]  # (k, P, M)
-        dy = mean_y[gid][:, None, :] - py[:, :, None]
-        cg = con[gid]
-        sigma = 0.5 * (cg[:, None, :, 0] * dx * dx + cg[:, None, :, 2] * dy * dy) + cg[:, None, :, 1] * dx * dy
-        alpha = torch.clamp(opa[gid][:, None, :] * torch.exp(-sigma), max=ALPHA_MAX)
-        alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
-        log_t = torch.log1p(-alpha)
-        log_incl = torch.cumsum(log_t, dim=-1)
-        with torch.no_grad():
-            used = log_incl > math.log(TRANSMITTANCE_MIN)
-        weights = alpha * torch.exp(log_incl - log_t) * used
-        rgb = torch.bmm(weights, col[gid])  # (k, P, 3)
-        t_final = torch.exp((log_t * used).sum(-1, keepdim=True))  # (k, P, 1)
-        rgb_parts.append(rgb + t_final * background)
-        alpha_parts.append(1.0 - t_final)
-        tile_parts.append(tiles)
-
-    rgb_tiles = background.to(dtype).expand(n_tiles, P, 3)
-    alpha_tiles = torch.zeros(n_tiles, P, 1, dtype=dtype, device=device)
-    if tile_parts:
-        tiles = torch.cat(tile_parts)
-        rgb_tiles = rgb_tiles.index_copy(0, tiles, torch.cat(rgb_parts))
-        alpha_tiles = alpha_tiles.index_copy(0, tiles, torch.cat(alpha_parts))
-
-    def to_image(t: torch.Tensor) -> torch.Tensor:
-        ch = t.shape[-1]
-        img = t.view(tiles_y, tiles_x, T, T, ch).permute(0, 2, 1, 3, 4).reshape(tiles_y * T, tiles_x * T, ch)
-        return img[:height, :width]
-
-    return to_image(rgb_tiles), to_image(alpha_tiles)
-
-
-def _groups(sorted_counts: list[int], pixels: int, budget: int) -> list[tuple[int, int, int]]:
-    """(start, end, longest) runs of tiles (sorted by overlap count) whose padded size fits ``budget``."""
-    groups, start = [], 0
-    while start < len(sorted_counts):
-        end = start + 1
-        while end < len(sorted_counts) and (end + 1 - start) * pixels * sorted_counts[end] <= budget:
-            end += 1
-        groups.append((start, end, sorted_counts[end - 1]))
-        start = end
-    return groups
+    """The pixel radii of every Gaussian, and the Gaussians that reach into the image, nearest first."""
+    # Axis-aligned extent of the region where alpha >= 1/255 (exact, no 3-sigma guess).
+    reach = torch.sqrt(2.0 * torch.log(torch.clamp(opac * 255.0, min=1.0)))
+    radii = torch.stack([torch.ceil(reach * a.clamp_min(0).sqrt()), torch.ceil(reach * c.clamp_min(0).sqrt())], -1)
+    mx, my = means2d[:, 0], means2d[:, 1]
+    visible = (
+        (det > 0)
+        & (opac >= ALPHA_MIN)
+        & (mx + radii[:, 0] > 0)
+        & (mx - radii[:, 0] < width)
+        & (my + radii[:, 1] > 0)
+        & (my - radii[:, 1] < height)
+    )
+    keep = torch.nonzero(visible).squeeze(1)
+    return radii, keep[torch.argsort(z[keep], stable=True)]
 
 
 def rasterize(

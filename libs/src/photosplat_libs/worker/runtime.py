@@ -1,41 +1,26 @@
-"""The runtime of the worker services (colmap, trainer): it takes one job at a time from a work
-queue and applies the reliability rules of docs/architecture.md §5 around a plain work function.
-
-A work function gets the trigger event and a :class:`JobContext` and returns the result event
-(``SfmDone``, ``TrainingDone``); the runtime stores that result, then publishes it, then acks.
-Heavy code runs in a thread (``asyncio.to_thread``) and talks to the runtime only through the
-context, whose ``progress``/``log``/``check_cancelled`` are safe to call from any thread.
-
-Failures: :class:`UserError` (the photos cannot give a result) and any :class:`WorkError` with
-``retryable=False`` fail the job at once; any other exception is retried through the bus's
-redelivery until the queue's ``delivery_limit``; every failure is published as ``StageFailed``.
-A delivery lost while the job was progressing does not count against that limit (see
-:mod:`photosplat_libs.deliveries`).
-"""
+"""The consume loop: :class:`Worker` takes one job at a time from its queue, runs the work function
+with a :class:`JobContext`, stores and publishes the result, and handles cancels, failures and
+redeliveries (see the package's docstring)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
-import signal
 import socket
-import threading
 import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from fastapi import APIRouter
 
 from photosplat_libs import deliveries, keys, topology
 from photosplat_libs.bus import Delivery, QueueSpec
-from photosplat_libs.errors import UserError, WorkError
 from photosplat_libs.deliveries import ProgressLedger, ProgressMarks
+from photosplat_libs.errors import WorkError
 from photosplat_libs.events import (
     CancelRequested,
     Envelope,
@@ -43,32 +28,24 @@ from photosplat_libs.events import (
     LogLines,
     Stage,
     StageFailed,
-    StageProgress,
     StageStarted,
     decode,
     encode,
 )
 from photosplat_libs.scratch import ScratchRoot
 from photosplat_libs.service import Deps
-from photosplat_libs.store import ObjectNotFound, ObjectStore
+from photosplat_libs.store import ObjectNotFound
+from photosplat_libs.worker.context import JobCancelled, JobContext, WorkFn
+from photosplat_libs.worker.reporter import JobReporter
+from photosplat_libs.worker.signals import keep_signal_handlers, rearm_signal_handlers
 
 log = logging.getLogger(__name__)
 
-# At most one StageProgress per second however often the work reports; log lines go out in batches.
-PROGRESS_INTERVAL_SECONDS = 1.0
-LOG_INTERVAL_SECONDS = 0.5
-LOG_BATCH_MAX = 200
 # A cancelled job gets this long to notice (at its next check_cancelled) before it is abandoned.
 CANCEL_GRACE_SECONDS = 2.0
 # Tracebacks travel in events and end up in the database: keep the end, where the cause is.
 TRACEBACK_MAX_CHARS = 20_000
 _REMEMBERED_CANCELS = 10_000
-# How often the worker puts Python's SIGTERM/SIGINT handlers back (see _rearm_signal_handlers).
-SIGNAL_REARM_SECONDS = 1.0
-
-
-class JobCancelled(Exception):
-    """Raised by :meth:`JobContext.check_cancelled` once the job was cancelled or deleted."""
 
 
 class _WorkerStopping(Exception):
@@ -77,191 +54,6 @@ class _WorkerStopping(Exception):
 
 def default_worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-class _Reporter:
-    """Publishes a job's progress, log lines and heartbeats from one task, so that calls from the
-    work's thread only record values and wake the task (never touch the bus themselves)."""
-
-    def __init__(
-        self, deps: Deps, trigger: Envelope, stage: Stage, heartbeat_seconds: float, marks: ProgressMarks
-    ) -> None:
-        self._bus, self._trigger, self._stage, self._heartbeat = deps.bus, trigger, stage, heartbeat_seconds
-        self._marks = marks
-        self._loop = asyncio.get_running_loop()
-        self._lock = threading.Lock()
-        self._fraction: float = 0.0
-        self._eta: float | None = None
-        self._metrics: dict[str, float] = {}
-        self._progress_dirty = False
-        self._lines: list[str] = []
-        self._wake = asyncio.Event()
-        self._stopping = False
-        # StageStarted was just published: it counts as the first sign of life.
-        self._progress_sent_at = self._log_sent_at = time.monotonic()
-        self._task = asyncio.create_task(self._run(), name=f"reporter-{trigger.job_id}")
-
-    def progress(self, fraction: float, eta_seconds: float | None, metrics: dict[str, float]) -> None:
-        with self._lock:
-            self._fraction = min(1.0, max(0.0, fraction)) if math.isfinite(fraction) else self._fraction
-            self._eta = eta_seconds if eta_seconds is None or math.isfinite(eta_seconds) else None
-            self._metrics = {**self._metrics, **{k: float(v) for k, v in metrics.items()}}
-            poke = not self._progress_dirty
-            self._progress_dirty = True
-        if poke:
-            self._poke()
-
-    def lines(self, lines: tuple[str, ...]) -> None:
-        with self._lock:
-            poke = not self._lines
-            self._lines.extend(lines)
-        if poke:
-            self._poke()
-
-    def _poke(self) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._wake.set)
-        except RuntimeError:  # the loop is gone: a work thread outlived its job
-            pass
-
-    async def close(self) -> None:
-        """Stop the task, then publish whatever is still pending (before the result event)."""
-        self._stopping = True
-        self._wake.set()
-        await self._task
-        await self._flush(force=True)
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._seconds_to_next_send())
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            if not self._stopping:
-                await self._flush(force=False)
-
-    def _seconds_to_next_send(self) -> float:
-        now = time.monotonic()
-        due = [self._progress_sent_at + self._heartbeat]
-        if self._progress_dirty:
-            due.append(self._progress_sent_at + PROGRESS_INTERVAL_SECONDS)
-        if self._lines:
-            due.append(self._log_sent_at + LOG_INTERVAL_SECONDS)
-        return max(0.0, min(due) - now)
-
-    async def _flush(self, *, force: bool) -> None:
-        now = time.monotonic()
-        with self._lock:
-            send_lines = bool(self._lines) and (
-                force or len(self._lines) >= LOG_BATCH_MAX or now - self._log_sent_at >= LOG_INTERVAL_SECONDS
-            )
-            lines, self._lines = (tuple(self._lines), []) if send_lines else ((), self._lines)
-            since = now - self._progress_sent_at
-            send_progress = (self._progress_dirty and (force or since >= PROGRESS_INTERVAL_SECONDS)) or (
-                not force and since >= self._heartbeat
-            )
-            if send_progress:
-                self._progress_dirty = False
-            fraction, eta, metrics = self._fraction, self._eta, dict(self._metrics)
-        job_id, attempt = self._trigger.job_id, self._trigger.attempt
-        if send_progress or force:
-            # Stored before it is announced: whoever saw the progress can count on the mark.
-            await self._marks.note(fraction, force=force)
-        if lines:
-            self._log_sent_at = now
-            await self._publish(LogLines(job_id=job_id, attempt=attempt, stage=self._stage, lines=lines))
-        if send_progress:
-            self._progress_sent_at = now
-            await self._publish(
-                StageProgress(
-                    job_id=job_id,
-                    attempt=attempt,
-                    stage=self._stage,
-                    fraction=fraction,
-                    eta_seconds=eta,
-                    metrics=metrics,
-                )
-            )
-
-    async def _publish(self, event: Envelope) -> None:
-        # Progress is advisory: a lost one must not fail the job (the result publish will tell).
-        try:
-            await self._bus.publish(event)
-        except Exception:
-            log.warning("could not publish %s of job %s", event.type, event.job_id, exc_info=True)
-
-
-class JobContext:
-    """What a work function may use. ``progress``, ``log``, ``cancelled`` and ``check_cancelled``
-    are safe to call from any thread; the rest is plain data."""
-
-    def __init__(
-        self,
-        event: Envelope,
-        stage: Stage,
-        store: ObjectStore,
-        work_dir: Path,
-        delivery_count: int,
-        reporter: _Reporter,
-    ) -> None:
-        self.event = event
-        self.stage = stage
-        self.store = store
-        # A private temporary folder, removed when the job ends.
-        self.work_dir = work_dir
-        # 1 on the first delivery of this attempt; >1 after a crash or a transient failure.
-        self.delivery_count = delivery_count
-        self._reporter = reporter
-        self._cancelled = threading.Event()
-        self.cancel_requested = asyncio.Event()
-
-    @property
-    def job_id(self) -> uuid.UUID:
-        return self.event.job_id
-
-    @property
-    def attempt(self) -> int:
-        return self.event.attempt
-
-    def progress(self, fraction: float, eta_seconds: float | None = None, **metrics: float) -> None:
-        """Fraction of this stage done (0..1); metrics so far (e.g. ``iteration=500, psnr=24.1``)."""
-        self._reporter.progress(fraction, eta_seconds, metrics)
-
-    def log(self, *lines: str) -> None:
-        """Lines for the job's log tail (shown to the user)."""
-        for line in lines:
-            log.info("job %s: %s", self.job_id, line)
-        self._reporter.lines(tuple(lines))
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    def check_cancelled(self) -> None:
-        """Call often (every few hundred ms of work): raises :class:`JobCancelled` once cancelled."""
-        if self._cancelled.is_set():
-            raise JobCancelled(f"job {self.job_id} was cancelled")
-
-    def cancel(self) -> None:
-        """Called by the runtime on the event loop's thread."""
-        self._cancelled.set()
-        self.cancel_requested.set()
-
-
-WorkFn = Callable[[Envelope, JobContext], Awaitable[Envelope]]
-E = TypeVar("E", bound=Envelope)
-
-
-def expecting(event_type: type[E], fn: Callable[[E, JobContext], Awaitable[Envelope]]) -> WorkFn:
-    """Adapts a work function typed for its trigger event (e.g. ``ImagesValidated``) to :data:`WorkFn`."""
-
-    async def work(event: Envelope, ctx: JobContext) -> Envelope:
-        if not isinstance(event, event_type):
-            raise WorkError(f"expected {event_type.__name__}, got {event.type}", retryable=False)
-        return await fn(event, ctx)
-
-    return work
 
 
 class Worker:
@@ -299,7 +91,7 @@ class Worker:
     async def start(self) -> None:
         # Before the first job: folders of workers that were killed go, this process's are locked.
         await asyncio.to_thread(self._scratch.open)
-        self._signal_guard = asyncio.create_task(_keep_signal_handlers(), name=f"{self.name}-signals")
+        self._signal_guard = asyncio.create_task(keep_signal_handlers(), name=f"{self.name}-signals")
         await topology.declare_topology(self.deps.bus)
         # Cancels first, so that no job starts before this worker can hear its cancellation.
         await self.deps.bus.consume(topology.cancel_queue(self.name, self.worker_name), self._on_control)
@@ -431,7 +223,7 @@ class Worker:
         """Run the work with a reporter and a work dir; store its result (not yet published)."""
         work_dir = await asyncio.to_thread(self._scratch.job_dir, event.job_id)
         marks = ProgressMarks(self.deps.store, event.job_id, self.stage, ledger)
-        reporter = _Reporter(self.deps, event, self.stage, self._heartbeat, marks)
+        reporter = JobReporter(self.deps, event, self.stage, self._heartbeat, marks)
         ctx = JobContext(event, self.stage, self.deps.store, work_dir, delivery.delivery_count, reporter)
         task = asyncio.ensure_future(self._work(event, ctx))
         self._running[event.job_id] = (ctx, task)
@@ -456,7 +248,7 @@ class Worker:
             finally:
                 del self._running[event.job_id]
                 # The work may have loaded a library that took over SIGTERM (pycolmap does).
-                _rearm_signal_handlers()
+                rearm_signal_handlers()
 
     async def _is_cancelled(self, job_id: uuid.UUID) -> bool:
         return job_id in self._cancelled_jobs or await self.deps.store.exists(keys.cancel_marker(job_id))
@@ -501,28 +293,6 @@ async def _until_done_or_cancelled(task: asyncio.Future[Envelope], ctx: JobConte
     if ctx.cancelled and (task.cancelled() or task.exception() is not None):
         raise JobCancelled()
     return task.result()
-
-
-def _rearm_signal_handlers() -> None:
-    """Put Python's own SIGTERM/SIGINT handlers back at the C level. Native libraries install
-    theirs behind Python's back: importing pycolmap installs glog's failure handler, which on
-    SIGTERM prints a stack and kills the process, skipping the graceful stop (the job's scratch
-    folder stays, its message is not handed back cleanly). ``signal.getsignal`` still reports
-    Python's handler then, so it is simply installed again."""
-    if threading.current_thread() is not threading.main_thread():
-        return  # signals belong to the main thread (the runner's loop runs there)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        handler = signal.getsignal(sig)
-        if callable(handler):
-            signal.signal(sig, handler)
-
-
-async def _keep_signal_handlers() -> None:
-    """A library can take over SIGTERM in the middle of a job (pycolmap on first import), so the
-    handlers are put back every second, not only between jobs."""
-    while True:
-        _rearm_signal_handlers()
-        await asyncio.sleep(SIGNAL_REARM_SECONDS)
 
 
 def _retrieve_exception(task: asyncio.Future[Any]) -> None:

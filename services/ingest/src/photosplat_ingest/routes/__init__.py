@@ -1,0 +1,1 @@
+"""The HTTP routes of ingest, one module per flow; :mod:`photosplat_ingest.api` puts them together."""
