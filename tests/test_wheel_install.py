@@ -14,7 +14,12 @@ import httpx
 import pytest
 from photosplat_testkit.harness import ServiceProcesses, free_port
 
-PACKAGES = ("libs", "services/ingest", "services/status", "services/viewer", "services/colmap", "services/trainer", ".")
+PACKAGES = (
+    "libs", "services/ingest", "services/status", "services/viewer", "services/colmap", "services/trainer",
+    "clients/python", ".",
+)
+WHEELS = ("photosplat", "photosplat_libs", "photosplat_ingest", "photosplat_status", "photosplat_viewer",
+          "photosplat_colmap", "photosplat_trainer", "photosplat_client")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +32,7 @@ def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
     subprocess.run([*build, *(str(root / p) for p in PACKAGES)], check=True, capture_output=True, timeout=300)
     names = sorted(w.name.split("-")[0] for w in wheels.glob("*.whl"))
-    assert names == sorted(["photosplat", *(f"photosplat_{Path(p).name}" for p in PACKAGES if p != ".")]), names
+    assert names == sorted(WHEELS), names
     site = Path("/tmp") / f"ps{time.monotonic_ns() % 10**6}"  # a short path, as `pip install --target` in an image
     install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site)]
     subprocess.run([*install, *map(str, wheels.glob("*.whl"))], check=True, capture_output=True, timeout=300)
@@ -38,7 +43,10 @@ def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 def test_the_installed_packages_come_from_the_wheels(installed: tuple[list[str], dict[str, str]], tmp_path: Path) -> None:
     python, env = installed
-    code = "import photosplat_libs, photosplat_viewer, photosplat.cli; print(photosplat_libs.__file__, photosplat_viewer.__file__)"
+    code = (
+        "import photosplat_libs, photosplat_viewer, photosplat_client.cli, photosplat.cli;"
+        "print(photosplat_libs.__file__, photosplat_viewer.__file__, photosplat_client.cli.__file__)"
+    )
     out = subprocess.run([*python, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
     site = env["PYTHONPATH"].split(":")[0]
     assert all(path.startswith(site + "/") for path in out.stdout.split()), out.stdout

@@ -134,6 +134,9 @@ def parser() -> argparse.ArgumentParser:
     # Likewise "train": the trainer service's CLI parses its own arguments.
     sub.add_parser("train", help="train a splat scene from an SfM folder (SFM_DIR --out DIR --preset P; see train --help)", add_help=False)
     sub.add_parser("reconstruct", help="photos to scene locally, no services (IMAGES_DIR --out DIR)", add_help=False)
+    # A running server's client (package photosplat-client), with its own parser: see CLIENT_COMMANDS.
+    for name, about in CLIENT_COMMANDS.items():
+        sub.add_parser(name, help=f"{about} (see {name} --help)", add_help=False)
     return p
 
 
@@ -146,10 +149,23 @@ DELEGATED: dict[str, str] = {
 }
 
 
+# Commands of photosplat-client against a running server (--server URL): its parser takes them whole.
+CLIENT_COMMANDS: dict[str, str] = {
+    "submit": "upload a folder of photos as a new job, resumably (PHOTOS_DIR --server URL)",
+    "status": "where a job stands (JOB --token T)",
+    "wait": "follow a job until it ends (JOB --token T)",
+    "download": "download a finished scene (JOB --format spz|ply|splat|sog)",
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in DELEGATED:
         raise SystemExit(importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]))
+    if argv and argv[0] in CLIENT_COMMANDS:
+        from photosplat_client.cli import main as client_main
+
+        raise SystemExit(client_main(argv, prog="photosplat"))
     args = parser().parse_args(argv)
     args.func(args)
 
