@@ -37,29 +37,36 @@ def prepare_object(out: Path, views: int, size: int, test_every: int, processes:
 def run_ours(scene: Path, preset_name: str, seed: int, overrides: dict, steps: int | None, device: str = "cuda") -> dict:
     import torch
     from photosplat_trainer.pipeline import run_pipeline
+    from photosplat_trainer.train import Callbacks
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-{preset_name}-"))
     started = time.monotonic()
     result = run_pipeline(
         scene, out, preset_name=preset_name, device=device, steps=steps,
         overrides={"seed": seed, "checkpoint_every": 0, **overrides},
+        callbacks=Callbacks(log=lambda line: print(f"  [{preset_name}] {line}", flush=True) if line else None),
     )
     wall = time.monotonic() - started
     torch.cuda.empty_cache()
-    spz = next((e for e in result.exports if e.format == "spz"), None)
+    def drop(fmt: str) -> float | None:
+        e = next((e for e in result.exports if e.format == fmt), None)
+        return None if e is None or e.psnr is None or result.psnr is None else result.psnr - e.psnr
+
     return {
         "train_seconds": result.result.train_seconds,
         "other_seconds": wall - result.result.train_seconds,
         "wall_seconds": wall,
         "stages": result.stage_seconds,
         "psnr": result.psnr,
+        "psnr_before_pruning": result.result.psnr,
         "ssim": result.ssim,
         "gaussians": len(result.gaussians),
         "steps": f"{result.config.steps} x {result.config.batch_size}",
         "peak_gpu_gib": max(result.stage_peak_gpu_bytes.values(), default=0) / 2**30,
         "exports": {e.format: {"mb": e.bytes / 1e6, "psnr": e.psnr} for e in result.exports},
         "history": [list(h) for h in result.result.history],
-        "spz_drop_db": None if spz is None or spz.psnr is None or result.psnr is None else result.psnr - spz.psnr,
+        "spz_drop_db": drop("spz"),
+        "sog_drop_db": drop("sog"),
     }
 
 
@@ -85,7 +92,8 @@ def summarize(rows: list[dict]) -> dict:
             return float("nan"), 0.0
         return statistics.fmean(values), (max(values) - min(values)) / 2
 
-    return {k: stat(k) for k in ("psnr", "ssim", "train_seconds", "other_seconds", "gaussians", "peak_gpu_gib", "spz_drop_db")}
+    keys = ("psnr", "psnr_before_pruning", "ssim", "train_seconds", "other_seconds", "gaussians", "peak_gpu_gib", "spz_drop_db", "sog_drop_db")
+    return {k: stat(k) for k in keys}
 
 
 def table(results: dict[str, dict[str, list[dict]]]) -> str:
@@ -94,19 +102,25 @@ def table(results: dict[str, dict[str, list[dict]]]) -> str:
         base = summarize(by_label["plain 7k"]) if "plain 7k" in by_label else None
         lines += [
             f"\n{scene}",
-            "| run | steps x views | runs | held-out PSNR | SSIM | train s | other s | Gaussians | peak GPU GiB | SPZ drop dB | PSNR - plain 7k | train time / plain 7k | s to plain-7k PSNR |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| run | steps x views | runs | held-out PSNR | before pruning | SSIM | train s | other s | Gaussians | peak GPU GiB "
+            "| SPZ drop dB | SOG drop dB | PSNR - plain 7k | train time / plain 7k | s to plain-7k PSNR |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for label, rows in by_label.items():
             s = summarize(rows)
             vs = "" if base is None else f"{s['psnr'][0] - base['psnr'][0]:+.2f} | {s['train_seconds'][0] / base['train_seconds'][0]:.2f}"
-            drop = "" if s["spz_drop_db"][0] != s["spz_drop_db"][0] else f"{s['spz_drop_db'][0]:.2f}"
             lines.append(
-                f"| {label} | {rows[0]['steps']} | {len(rows)} | {s['psnr'][0]:.2f} ± {s['psnr'][1]:.2f} | {s['ssim'][0]:.4f} | "
-                f"{s['train_seconds'][0]:.1f} ± {s['train_seconds'][1]:.1f} | {s['other_seconds'][0]:.1f} | {s['gaussians'][0]:.0f} | "
-                f"{s['peak_gpu_gib'][0]:.2f} | {drop} | {vs} | {_reach(rows, base)} |"
+                f"| {label} | {rows[0]['steps']} | {len(rows)} | {s['psnr'][0]:.2f} ± {s['psnr'][1]:.2f} | {_opt(s['psnr_before_pruning'])} | "
+                f"{s['ssim'][0]:.4f} | {s['train_seconds'][0]:.1f} ± {s['train_seconds'][1]:.1f} | {s['other_seconds'][0]:.1f} | "
+                f"{s['gaussians'][0]:.0f} | {s['peak_gpu_gib'][0]:.2f} | {_opt(s['spz_drop_db'])} | {_opt(s['sog_drop_db'])} | "
+                f"{vs} | {_reach(rows, base)} |"
             )
     return "\n".join(lines)
+
+
+def _opt(stat: tuple[float, float]) -> str:
+    """A mean that only some rows have (NaN when none has it)."""
+    return "" if stat[0] != stat[0] else f"{stat[0]:.2f}"
 
 
 def _reach(rows: list[dict], base: dict | None) -> str:
@@ -119,6 +133,20 @@ def _reach(rows: list[dict], base: dict | None) -> str:
     if any(t is None for t in times):
         return "not reached"
     return f"{statistics.fmean(times):.1f}"
+
+
+def merge_results(files: list[Path]) -> dict[str, dict[str, list[dict]]]:
+    merged: dict[str, dict[str, list[dict]]] = {}
+    for f in files:
+        for scene, by_label in json.loads(f.read_text()).items():
+            for label, rows in by_label.items():
+                merged.setdefault(scene, {}).setdefault(label, []).extend(rows)
+    for by_label in merged.values():  # the yardstick rows first, as a single run prints them
+        order = sorted(by_label, key=lambda label: (not label.startswith("plain"), label))
+        by_label_sorted = {label: by_label[label] for label in order}
+        by_label.clear()
+        by_label.update(by_label_sorted)
+    return merged
 
 
 def main() -> None:
@@ -135,22 +163,33 @@ def main() -> None:
     run.add_argument("--presets", nargs="+", default=["plain", "standard"], help="'plain' is the yardstick loop")
     run.add_argument("--plain-steps", type=int, nargs="+", default=[7000], help="where the plain loop is evaluated")
     run.add_argument("--repeat", type=int, default=1, help="runs per preset (seeds 42, 43, ...)")
+    run.add_argument("--first-seed", type=int, default=42, help="seed of the first run (parallel runs split the seeds)")
     run.add_argument("--steps", type=int, help="our presets' schedule scaled to this many steps")
     run.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="config overrides for a variant")
     run.add_argument("--label", default="", help="appended to the preset's name in the table")
     run.add_argument("--json", type=Path)
     run.add_argument("--device", default="cuda", help="cpu: a smoke test of the script, not a benchmark")
+    run.add_argument("--gpu-memory-gib", type=float, help="limit GPU memory, as on a smaller card")
+    merge = sub.add_parser("table", help="one table from the --json files of several runs (e.g. run in parallel)")
+    merge.add_argument("files", type=Path, nargs="+")
     args = p.parse_args()
+    if args.cmd == "table":
+        print(table(merge_results(args.files)))
+        return
     if args.cmd == "prepare-object":
         prepare_object(args.out, args.views, args.size, args.test_every, args.processes)
         return
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    if args.gpu_memory_gib:
+        from photosplat_trainer.backends.cuda import limit_gpu_memory
+
+        limit_gpu_memory(args.gpu_memory_gib)
     results: dict[str, dict[str, list[dict]]] = {}
     for scene in args.scenes:
         by_label = results.setdefault(scene.name, {})
         for name in args.presets:
             for i in range(args.repeat):
-                seed = 42 + i
+                seed = args.first_seed + i
                 if name == "plain":
                     for row in run_plain(scene, seed, tuple(args.plain_steps)):
                         by_label.setdefault(f"plain {row['steps'].split()[0][:-3]}k", []).append(row)

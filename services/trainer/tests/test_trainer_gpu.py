@@ -123,3 +123,21 @@ def test_triton_training_ssim_matches_the_convolution_ssim() -> None:
     print(f"{kind} SSIM {float(fast):.6f} vs {float(slow):.6f}; max grad diff {float((fast_grad - slow_grad).abs().max()):.2e}")
     assert abs(float(fast) - float(slow)) < 1e-5
     assert torch.allclose(fast_grad, slow_grad, atol=1e-7, rtol=1e-3)
+
+
+def test_a_gpu_memory_limit_sizes_the_gaussian_budget() -> None:
+    """`--gpu-memory-gib` / PHOTOSPLAT_TRAINER_GPU_MEMORY_GIB: a big card behaves as a small one, for the
+    allocator and for the budget the densifier gets."""
+    from photosplat_trainer.backends import cuda
+
+    backend = cuda.CudaBackend()
+    unlimited = backend.default_max_gaussians()
+    try:
+        cuda.limit_gpu_memory(1.0)
+        limited = backend.default_max_gaussians()
+        assert limited <= 0.6 * 2**30 / cuda.BYTES_PER_GAUSSIAN < unlimited
+        with pytest.raises(torch.OutOfMemoryError):
+            torch.empty(int(1.5 * 2**30), dtype=torch.uint8, device="cuda")
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        cuda._memory_limit_bytes = None

@@ -21,6 +21,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--steps", type=int, default=None, help="train this many steps (the schedule is scaled)")
     p.add_argument("--max-image-side", type=int, default=None, help="downscale images to this longer side")
+    p.add_argument("--gpu-memory-gib", type=float, default=None, help="use at most this much GPU memory (e.g. 24 for a 24 GB card)")
     return p
 
 
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(f"\n{line}" if line else "", flush=True)
 
+    if args.gpu_memory_gib is not None:
+        from photosplat_trainer.backends.cuda import limit_gpu_memory
+
+        limit_gpu_memory(args.gpu_memory_gib)
     overrides = {} if args.max_image_side is None else {"max_image_side": args.max_image_side}
     started = time.monotonic()
     out = run_pipeline(

@@ -23,11 +23,13 @@ from photosplat_libs.errors import WorkError
 from photosplat_libs.events import HomeView
 
 from photosplat_trainer.backends import Backend, select_backend
-from photosplat_trainer.config import TrainConfig, preset, with_overrides
-from photosplat_trainer.dataset import Dataset, View, is_blender, load_scene
-from photosplat_trainer.export import EXPORT_FORMATS, export_one, load_export, prune_floaters, save_thumbnail
+from photosplat_trainer.config import TrainConfig
+from photosplat_trainer.config_resolution import resolve_config
+from photosplat_trainer.dataset import Dataset, View, focus_point, is_blender, load_scene
+from photosplat_trainer.export import EXPORT_FORMATS, ExportResult, export_one, load_export, prune_floaters, save_thumbnail
 from photosplat_trainer.export.prune import PruneResult
 from photosplat_trainer.gaussians import GaussianSet
+from photosplat_trainer import showcase
 from photosplat_trainer.evaluation import evaluate_gaussians, render_image
 from photosplat_trainer.train import Callbacks, TrainResult, train_with_oom_retry
 
@@ -55,43 +57,6 @@ class TrainOutputs:
     stage_seconds: dict[str, float]
     stage_peak_gpu_bytes: dict[str, int]
     backend: str  # cpu or cuda: where it trained
-
-
-def resolve_config(
-    preset_name: str, overrides: dict[str, Any], backend: Backend, steps: int | None = None, max_steps: int | None = None
-) -> TrainConfig:
-    cfg = preset(preset_name, **overrides)
-    cfg = adapt_to_backend(cfg, backend)
-    if backend.name == "cpu":
-        max_steps = min(max_steps or cfg.cpu_max_steps, cfg.cpu_max_steps)
-    if max_steps is not None:
-        steps = min(steps or cfg.steps, max_steps)
-    if steps is not None and steps != cfg.steps:
-        # A different length keeps the preset's schedule proportions.
-        cfg = cfg.scaled(steps / cfg.steps)
-    if backend.name == "cpu":
-        side = cfg.max_image_side
-        cfg = with_overrides(cfg, max_image_side=cfg.cpu_max_image_side if side is None else min(side, cfg.cpu_max_image_side))
-    return cfg
-
-
-def adapt_to_backend(cfg: TrainConfig, backend: Backend) -> TrainConfig:
-    """``cfg`` as ``backend`` can run it: MCMC and batches of views only where gsplat is."""
-    if backend.name == "cpu" and cfg.strategy == "mcmc":
-        # MCMC relocation needs gsplat's kernels: the CPU densifies the default way, from the
-        # default initialisation and without MCMC's regularisers.
-        ref = preset("reference")
-        cfg = with_overrides(
-            cfg, strategy="default", init_opacity=ref.init_opacity, init_scale=ref.init_scale,
-            opacity_reg=ref.opacity_reg, scale_reg=ref.scale_reg,
-        )
-    if backend.name == "cpu":
-        # 100k random Gaussians would make every CPU step take seconds.
-        cfg = with_overrides(cfg, random_init_points=min(cfg.random_init_points, 10_000))
-    if cfg.batch_size > backend.max_batch:
-        # Same number of views seen, one per step (the CPU rasteriser renders one at a time).
-        cfg = cfg.with_batch(backend.max_batch)
-    return cfg
 
 
 class StageClock:
@@ -211,12 +176,17 @@ def _export(
     """Every format written at once (each writer is numpy and zlib, which release the GIL), then each
     lossy file read back and scored on the held-out views; the PLY holds the float32 values
     themselves, so its score is the trained set's when it reads back identical."""
+    def write(fmt: str) -> tuple[ExportResult, float]:
+        started = time.monotonic()
+        return export_one(gaussians, out_dir, fmt, antialiased=cfg.antialiased), time.monotonic() - started
+
     with ThreadPoolExecutor(max_workers=len(EXPORT_FORMATS)) as pool:
-        written = list(pool.map(lambda fmt: export_one(gaussians, out_dir, fmt, antialiased=cfg.antialiased), EXPORT_FORMATS))
-        loaded = list(pool.map(lambda item: load_export(item.path), written))
-    exports = []
-    for item, back in zip(written, loaded, strict=True):
+        written = list(pool.map(write, EXPORT_FORMATS))
+        loaded = list(pool.map(lambda item: load_export(item[0].path), written))
+    exports, spent = [], []
+    for (item, write_seconds), back in zip(written, loaded, strict=True):
         hooks.check_cancelled()
+        started = time.monotonic()
         if not data.test:
             round_trip = None
         elif item.format == "ply" and back.equals(gaussians):
@@ -224,6 +194,8 @@ def _export(
         else:
             round_trip = evaluate_gaussians(back, data.test, backend, cfg)[0]
         exports.append(ExportedFile(item.format, item.path, item.bytes, round_trip))
+        spent.append(f"{item.format} {write_seconds:.1f} s + scoring {time.monotonic() - started:.1f} s")
+    hooks.log("exports written (in parallel) and scored: " + ", ".join(spent))
     return exports
 
 
@@ -235,13 +207,14 @@ def prune_for_export(gaussians: GaussianSet, data: Dataset, cfg: TrainConfig) ->
 
 
 def home_view(view: View, means: np.ndarray) -> HomeView:
-    """The viewer opens where the thumbnail was taken: a camera of the capture, aimed at the median
-    depth of what it sees (the centre of all Gaussians would be wrong for sky or far background)."""
-    rotation = view.viewmat[:3, :3].double().numpy()
+    """The viewer opens where the thumbnail was taken: a capture camera (turned towards what it
+    frames, see :func:`_thumbnail_view`), aimed at the median depth of the Gaussians in its frame
+    (the centre of all Gaussians would be wrong for sky or far background)."""
+    rotation = view.viewmat[:3, :3].double().cpu().numpy()
     position = view.center
     forward, up = rotation.T @ np.array([0.0, 0.0, 1.0]), rotation.T @ np.array([0.0, -1.0, 0.0])
-    depths = (np.asarray(means, dtype=np.float64) - position) @ forward
-    ahead = depths[depths > 0]
+    depths, framed = showcase.project(view, np.asarray(means, dtype=np.float64).reshape(-1, 3))
+    ahead = depths[framed] if framed.any() else depths[depths > 0]
     distance = float(np.median(ahead)) if ahead.size else 1.0
     fy = float(view.K[1, 1])
     fov_y = float(np.degrees(2 * np.arctan(view.height / (2 * fy))))
@@ -254,6 +227,8 @@ def _triple(v: np.ndarray) -> tuple[float, float, float]:
     return (float(v[0]), float(v[1]), float(v[2]))
 
 
-def _thumbnail_view(data: Dataset):
-    # The middle training view: a capture's centre of interest more often than its first frame.
-    return data.train[len(data.train) // 2]
+def _thumbnail_view(data: Dataset) -> View:
+    # The training view that frames most of the SfM points (not a close-up), turned towards their
+    # robust centre; without points, the point all cameras look at stands for the scene.
+    points = data.points if len(data.points) else focus_point(data)[None]
+    return showcase.choose_view(data.train, points)

@@ -18,7 +18,9 @@ import triton.language as tl
 _BLOCK = 512
 
 
-@triton.jit
+# Sizes are not specialised on (Triton would compile again for sizes divisible by 16 or equal to
+# 1): one compilation, at warm-up, serves every image size.
+@triton.jit(do_not_specialize=["n_src", "n_out"])
 def _blur_rows(src, dst, weights, n_src, n_out, TAPS: tl.constexpr, FULL: tl.constexpr, BLOCK: tl.constexpr):
     # Along the last axis: one program per row and block of columns.
     row = tl.program_id(0).to(tl.int64)
@@ -32,7 +34,7 @@ def _blur_rows(src, dst, weights, n_src, n_out, TAPS: tl.constexpr, FULL: tl.con
     tl.store(dst + row * n_out + i, acc, mask=live)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["h_src", "h_out", "width"])
 def _blur_cols(src, dst, weights, h_src, h_out, width, TAPS: tl.constexpr, FULL: tl.constexpr, BLOCK: tl.constexpr):
     # Along the second-last axis: one program per output row (of every plane) and block of columns.
     r = tl.program_id(0)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from photosplat_trainer.backends import RenderOutput
+from photosplat_trainer.backends.types import RenderOutput
 from photosplat_trainer.config import TrainConfig
 from photosplat_trainer.dataset import View
 from photosplat_trainer.model import Optimizers, Params
@@ -20,6 +20,19 @@ from photosplat_trainer.model import Optimizers, Params
 BYTES_PER_GAUSSIAN = 2048
 # More Gaussians than this buy no quality on photo captures and only cost time.
 MAX_GAUSSIANS_CAP = 6_000_000
+
+# Set by limit_gpu_memory; PyTorch's allocator enforces it, the Gaussian budget is sized from it.
+_memory_limit_bytes: int | None = None
+
+
+def limit_gpu_memory(gib: float) -> None:
+    """This process uses at most ``gib`` GiB of the GPU: for an operator who shares one card between
+    trainers, or who wants to know a job fits a smaller card. Process-wide, as the allocator's limit is."""
+    global _memory_limit_bytes
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    limit = min(int(gib * 2**30), total)
+    torch.cuda.set_per_process_memory_fraction(limit / total)
+    _memory_limit_bytes = limit
 
 
 class CudaBackend:
@@ -89,6 +102,8 @@ class CudaBackend:
 
     def default_max_gaussians(self) -> int:
         free, _total = torch.cuda.mem_get_info()
+        if _memory_limit_bytes is not None:
+            free = min(free, max(0, _memory_limit_bytes - torch.cuda.memory_reserved()))
         return int(min(MAX_GAUSSIANS_CAP, 0.6 * free / BYTES_PER_GAUSSIAN))
 
 

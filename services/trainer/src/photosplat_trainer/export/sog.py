@@ -161,6 +161,12 @@ def _lloyd_1d(x: np.ndarray, k: int, iterations: int = 200) -> np.ndarray:
 
 
 def _nearest(points: np.ndarray, centroids: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    """Index of each point's nearest centroid. On a GPU where there is one: the SH palette's k-means
+    took ~10 s of CPU for 320k Gaussians, most of the export stage (under 1 s on an H200)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return _nearest_on_gpu(points, centroids, torch.device("cuda"), chunk * 4)
     half_norms = 0.5 * (centroids * centroids).sum(axis=1)
     out = np.empty(len(points), np.int64)
     scores = np.empty((min(chunk, len(points)), len(centroids)), np.float32)
@@ -172,6 +178,15 @@ def _nearest(points: np.ndarray, centroids: np.ndarray, chunk: int = 16384) -> n
         np.subtract(half_norms, s, out=s)
         out[start : start + chunk] = s.argmin(axis=1)
     return out
+
+
+def _nearest_on_gpu(points: np.ndarray, centroids: np.ndarray, device, chunk: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    import torch
+
+    p, c = torch.from_numpy(points).to(device), torch.from_numpy(centroids).to(device)
+    half_norms = 0.5 * (c * c).sum(dim=1)
+    labels = torch.cat([(half_norms - p[s : s + chunk] @ c.T).argmin(dim=1) for s in range(0, len(p), chunk)])
+    return labels.cpu().numpy().astype(np.int64)
 
 
 def _kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
