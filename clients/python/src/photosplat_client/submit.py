@@ -205,7 +205,9 @@ class _Uploads:
         futures: list[Future[None]] = [pool.submit(self._one, record) for record in missing]
         try:
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            error = next((e for f in finished if (e := f.exception()) is not None), None)
+            errors = [e for f in finished if (e := f.exception()) is not None]
+            # The first failure stops the rest, which then raise _Cancelled: report the failure.
+            error = next((e for e in errors if not isinstance(e, _Cancelled)), errors[0] if errors else None)
             if error is not None:
                 raise error
         finally:
@@ -228,6 +230,9 @@ class _Uploads:
             self.progress.failed(name, "stopped")
             raise
         except Exception as exc:
+            # Stop the other workers at once, not when the main thread wakes: a free worker would
+            # otherwise start the next photo first.
+            self.stop.set()
             self.progress.failed(name, str(exc) or type(exc).__name__)
             raise
         with self.lock:
@@ -236,7 +241,11 @@ class _Uploads:
             self.uploaded.append(name)
         self.progress.finished(name)
         if self.on_uploaded is not None:
-            self.on_uploaded(name)
+            try:
+                self.on_uploaded(name)
+            except BaseException:
+                self.stop.set()
+                raise
 
     def _send(self, record: st.FileRecord) -> str:
         """The SHA-256 of what the store received, after at most UPLOAD_ATTEMPTS tries."""
