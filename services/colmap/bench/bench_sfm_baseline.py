@@ -163,10 +163,18 @@ def table(spec: str, n: int, columns: list[Column], truth: dict[str, np.ndarray]
     return f"### {spec} ({n} photos)\n\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n" + attempts + "\n"
 
 
+def _value(text: str) -> object:
+    """A Python literal, or else the text itself (``matcher=sequential``)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def parse_variant(text: str) -> tuple[str, pipeline.SfmOptions]:
     """``NAME:FIELD=VALUE,...`` as SfmOptions (values as Python literals)."""
     name, _, fields = text.partition(":")
-    changes = {k: ast.literal_eval(v) for k, v in (f.split("=", 1) for f in fields.split(",") if f)}
+    changes = {k: _value(v) for k, v in (f.split("=", 1) for f in fields.split(",") if f)}
     return name, dataclasses.replace(pipeline.SfmOptions(), **changes)
 
 

@@ -169,6 +169,7 @@ def main() -> None:
     run.add_argument("--label", default="", help="appended to the preset's name in the table")
     run.add_argument("--json", type=Path)
     run.add_argument("--device", default="cuda", help="cpu: a smoke test of the script, not a benchmark")
+    run.add_argument("--no-warm-up", action="store_true", help="let the first run pay the GPU's one-time costs")
     run.add_argument("--gpu-memory-gib", type=float, help="limit GPU memory, as on a smaller card")
     merge = sub.add_parser("table", help="one table from the --json files of several runs (e.g. run in parallel)")
     merge.add_argument("files", type=Path, nargs="+")
@@ -184,6 +185,12 @@ def main() -> None:
         from photosplat_trainer.backends.cuda import limit_gpu_memory
 
         limit_gpu_memory(args.gpu_memory_gib)
+    if args.device == "cuda" and not args.no_warm_up:
+        # As the trainer worker and `photosplat reconstruct` do before a job: the GPU's one-time
+        # costs (CUDA start, gsplat's kernels, Triton's SSIM) are not the first run's "other".
+        from photosplat_trainer.warmup import warm_up
+
+        print(f"warm-up: {warm_up(next((n for n in args.presets if n != 'plain'), 'standard')):.1f} s", flush=True)
     results: dict[str, dict[str, list[dict]]] = {}
     for scene in args.scenes:
         by_label = results.setdefault(scene.name, {})
