@@ -124,7 +124,8 @@ def _apps(database_url: str, store_url: str) -> dict[str, FastAPI]:
 
     common: dict[str, Any] = {"database_url": database_url, "store_url": store_url, "bus_url": "memory://"}
     ingest = IngestSettings(**common, public_base_url="http://testserver", upload_signing_secret="s" * 43)
-    status = StatusSettings(**common, admin_token=ADMIN_TOKEN)
+    # A running job's event stream stays open for events_max_seconds: each case reads it to the end.
+    status = StatusSettings(**common, admin_token=ADMIN_TOKEN, events_max_seconds=0.3)
     viewer = ViewerSettings(**common)
     apps = {}
     for name, create, config, deps in [

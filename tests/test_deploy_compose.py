@@ -192,3 +192,17 @@ def test_the_gateway_routes_each_path_to_its_service(gateway: str, method: str, 
     response = httpx.request(method, gateway + path, content=b"x" if method in ("POST", "PUT") else None)
     assert response.status_code == 200
     assert response.text == f"{backend} {method} {path}"
+
+
+def test_the_gateway_keeps_the_services_metrics_inside(gateway: str) -> None:
+    # /metrics would otherwise fall through to the viewer's catch-all route.
+    response = httpx.get(gateway + "/metrics")
+    assert response.status_code == 404 and "viewer" not in response.text
+
+
+def test_the_workers_serve_their_metrics_port_on_the_network(compose: dict[str, Any]) -> None:
+    # deploy/prometheus/prometheus.yaml scrapes name:9100; the health check asks /healthz there.
+    for name in ("colmap", "trainer"):
+        env = compose["services"][name]["environment"]
+        prefix = f"PHOTOSPLAT_{name.upper()}_"
+        assert (env[prefix + "HOST"], env[prefix + "METRICS_PORT"]) == ("0.0.0.0", "9100")

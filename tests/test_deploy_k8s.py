@@ -21,6 +21,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from photosplat_libs.observability.probes import PATHS as PROBE_PATHS
 from photosplat_libs.runner import build_app
 from photosplat_testkit.kustomize import Manifest, render, split_image
 
@@ -114,23 +115,38 @@ def test_web_services_probe_the_health_route_their_process_serves(rendered: list
         for probe in ("startupProbe", "readinessProbe"):
             assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
             assert container[probe]["httpGet"]["path"] in served
+        annotations = deployments[name]["spec"]["template"]["metadata"]["annotations"]
+        assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == ("8000", "/metrics")
+        assert "/metrics" in served
     # The viewer's /healthz reads the database: a database outage must not restart its pods.
     assert containers(deployments["viewer"])[0]["livenessProbe"] == {
         "tcpSocket": {"port": "http"}, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 3
     }  # fmt: skip
 
 
-def test_workers_probe_with_the_check_their_image_installs(rendered: list[Manifest]) -> None:
+def test_workers_probe_the_endpoints_of_their_metrics_port(rendered: list[Manifest]) -> None:
     deployments = of_kind(rendered, "Deployment")
     for name in WORKERS:
         (container,) = containers(deployments[name])
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["exec"]["command"] == ["photosplat-worker-alive", name]
         env = {e["name"]: e for e in container["env"]}
-        # The check looks where the worker works: its scratch folder on the mounted volume.
+        prefix = f"PHOTOSPLAT_{name.upper()}_"
+        # The port the worker opens (runner.serve's ProbeServer), on every address of the pod.
+        port = int(env[prefix + "METRICS_PORT"]["value"])
+        assert env[prefix + "HOST"]["value"] == "0.0.0.0"
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": port}
+        probes = {probe: container[probe]["httpGet"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")}
+        assert {p["port"] for p in probes.values()} == {"metrics"}
+        assert {p["path"] for p in probes.values()} <= set(PROBE_PATHS)
+        # Live while the event loop turns; ready (and started) once consuming.
+        assert probes["livenessProbe"]["path"] == "/healthz"
+        assert probes["readinessProbe"]["path"] == probes["startupProbe"]["path"] == "/readyz"
+        annotations = deployments[name]["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port) and annotations["prometheus.io/path"] in PROBE_PATHS
+        # The worker works in its scratch folder on the mounted volume.
         assert env[f"PHOTOSPLAT_{name.upper()}_WORK_DIR"]["value"] == "/scratch"
         assert "/scratch" in {m["mountPath"] for m in container["volumeMounts"]}
         assert not any("DATABASE" in e for e in env)  # workers use no database
+    # The images keep compose's health check (tests/test_deploy_worker_probe.py).
     images = {"colmap": "colmap.Dockerfile", "trainer": "trainer-cuda.Dockerfile"}
     for dockerfile in images.values():
         text = (K8S.parent / "docker" / dockerfile).read_text()

@@ -85,3 +85,8 @@ def test_the_gateway_routes_each_path_to_its_service(gateway: str, method: str, 
     response = httpx.request(method, gateway + path, content=b"x" if method in ("POST", "PUT") else None)
     assert response.status_code == 200
     assert response.text == f"{backend} {method} {path}"
+
+
+def test_the_gateway_keeps_the_services_metrics_inside(gateway: str) -> None:
+    response = httpx.get(gateway + "/metrics")
+    assert response.status_code == 404 and "viewer" not in response.text

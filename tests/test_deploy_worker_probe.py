@@ -1,17 +1,21 @@
-"""deploy/docker/worker-alive.py, the health check of the worker containers (compose and Kubernetes),
-against the lock a real worker's scratch folder holds (photosplat_libs.scratch, as Worker.start
-opens it), in another process as in a container."""
+"""deploy/docker/worker-alive.py, the health check of the worker containers (compose), against the
+/healthz of a real metrics port, and without one against the lock a real worker's scratch folder
+holds (photosplat_libs.scratch, as Worker.start opens it), in another process as in a container."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from photosplat_libs.observability import ProbeServer
 
 PROBE = Path(__file__).resolve().parent.parent / "deploy" / "docker" / "worker-alive.py"
 
@@ -64,3 +68,24 @@ def test_dead_once_the_worker_is_killed(tmp_path: Path) -> None:
 def test_dead_before_any_worker_started(tmp_path: Path) -> None:
     assert probe("colmap", tmp_path) == 1
     assert subprocess.run([sys.executable, str(PROBE)], capture_output=True, timeout=30).returncode == 2
+
+
+async def test_with_a_metrics_port_it_asks_the_workers_healthz(tmp_path: Path) -> None:
+    """As compose configures the workers: the check asks /healthz of the worker's metrics port (served
+    by photosplat_libs.observability.ProbeServer, as runner.serve starts it), not the scratch lock."""
+    def probe_port(port: int) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTOSPLAT_")}
+        env |= {"PHOTOSPLAT_COLMAP_METRICS_PORT": str(port), "PHOTOSPLAT_COLMAP_HOST": "0.0.0.0"}
+        return subprocess.run([sys.executable, str(PROBE), "colmap"], env=env, timeout=30).returncode
+
+    server = ProbeServer("127.0.0.1", 0, ready=lambda: False)
+    server.start()
+    try:
+        # /healthz answers from the thread while this loop turns (readiness does not matter).
+        assert await asyncio.to_thread(probe_port, server.port) == 0
+    finally:
+        server.stop()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    assert await asyncio.to_thread(probe_port, closed) == 1

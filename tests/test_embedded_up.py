@@ -113,6 +113,10 @@ def test_up_serves_the_whole_api(embedded: Embedded) -> None:
     admin = http.get("/admin", headers={"Authorization": f"Bearer {embedded.admin_token}"})
     assert admin.status_code == 200 and job["job_id"] in admin.text
     assert "PhotoSplat jobs" not in http.get("/admin").text  # the login form only
+    # One process, one registry: the web port's /metrics has the workers' metrics too.
+    metrics = http.get("/metrics").text
+    assert 'photosplat_http_requests_total{method="POST",route="/recon/jobs",status="201"}' in metrics
+    assert 'photosplat_queue_consumers{queue="trainer.work"}' in metrics
 
     # the jobs survive a restart of the process
     embedded.stop()

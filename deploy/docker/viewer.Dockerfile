@@ -5,11 +5,13 @@
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 ARG NODE_IMAGE=node:20.19.5-bookworm-slim@sha256:9e70124bd00f47dd023e349cd587132ae61892acc0e47ed641416c3e18f401c3
 
-# The pages' front-end packages (three, @sparkjsdev/spark), exactly as web/package-lock.json pins them.
+# The pages' front-end packages (three, @sparkjsdev/spark, swagger-ui-dist), exactly as
+# web/package-lock.json pins them. Files only: no install script runs (swagger-ui-dist's analytics
+# dependency has one).
 FROM ${NODE_IMAGE} AS web
 WORKDIR /web
 COPY web/package.json web/package-lock.json ./
-RUN npm ci --no-audit --no-fund --omit=dev
+RUN npm ci --no-audit --no-fund --omit=dev --ignore-scripts
 
 FROM ${BASE_IMAGE}
 

@@ -78,7 +78,7 @@ def _embedded(args: argparse.Namespace) -> None:
             overrides.update(_unlimited_unless_set(settings_class))
         settings = settings_class(**overrides)
         services.append(create(settings, deps))
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     print(
         f"PhotoSplat (embedded) on {base_url}\n"
         f"  data:  {data}\n"
@@ -119,6 +119,11 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--data", default=os.environ.get("PHOTOSPLAT_DATA_DIR", "data"), help="folder for the database and objects")
     up.add_argument("--log-level", default="INFO")
+    up.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text or one JSON object a line (default: PHOTOSPLAT_LOG_FORMAT, else text)",
+    )
     up.set_defaults(func=_embedded)
 
     srv = sub.add_parser("serve", help="run one service against the bus, database and store its settings name")

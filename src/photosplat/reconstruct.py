@@ -1,4 +1,5 @@
 """`photosplat reconstruct IMAGES_DIR --out DIR`: the whole pipeline on a local folder, no services.
+A video works too (`photosplat reconstruct VIDEO.mp4 --out DIR`): SfM runs on the frames it chooses.
 
 The same code as the colmap and trainer services (their pipelines on local folders), with one
 progress bar: SfM takes the first part of it, training the rest.
@@ -62,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     from photosplat_trainer.config import PRESETS
 
     p = argparse.ArgumentParser(prog="photosplat reconstruct", description=__doc__.splitlines()[0])
-    p.add_argument("images", type=Path, metavar="IMAGES_DIR")
+    p.add_argument("images", type=Path, metavar="IMAGES_DIR", help="a folder of photos, or a video (.mp4, .mov)")
     p.add_argument("--out", type=Path, required=True, help="output folder: sfm/ and scene/")
     p.add_argument("--preset", default="standard", choices=sorted(PRESETS))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -74,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from photosplat_colmap import pipeline as sfm
-    from photosplat_colmap.capture import photos_from_folder
+    from photosplat_colmap.video import local_inputs
     from photosplat_libs.errors import UserError
     from photosplat_trainer.dataset import is_blender
     from photosplat_trainer.pipeline import run_pipeline
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         options = sfm.SfmOptions(max_image_side=None if args.original_resolution else sfm.DEFAULT_MAX_SIDE)
         work = args.out / "work"
         try:
-            result = sfm.run(photos_from_folder(args.images), work, args.out / "sfm", options, SfmReporter(bar))
+            photos, options = local_inputs(args.images, work, options, SfmReporter(bar))
+            result = sfm.run(photos, work, args.out / "sfm", options, SfmReporter(bar))
         except UserError as exc:
             bar.log(f"SfM failed: {exc}")
             return 2

@@ -159,9 +159,10 @@ def done_job(server: Server) -> Callable[..., DoneJob]:
 
 
 def _add_done_job(server: Server, files: dict[str, bytes], **fields: object) -> DoneJob:
-    """A finished job as the trainer and status would leave it: its exports in the embedded store and
-    its row in the embedded database, written through the same adapters `photosplat up` uses. Training
-    a real scene here would take minutes and is not what these tests are about."""
+    """A finished job (unless ``fields`` say otherwise: status, stage, progress...) as the trainer
+    and status would leave it: its exports in the embedded store and its row in the embedded
+    database, written through the same adapters `photosplat up` uses. Training a real scene here
+    would take minutes and is not what these tests are about."""
     from photosplat_libs import keys, security
     from photosplat_libs.db import Database
     from photosplat_libs.db.models import Job, JobStatus
@@ -181,21 +182,18 @@ def _add_done_job(server: Server, files: dict[str, bytes], **fields: object) -> 
         now = datetime.now(UTC)
         try:
             async with db.transaction() as session:
+                finished = dict(status=JobStatus.DONE, stage="export", progress=1.0, finished_at=now)
                 session.add(
                     Job(
                         id=job_id,
                         owner_hash=security.hash_token(token),
                         pub_key_hash=security.hash_token(pub_key),
                         pub_key_sealed=security.seal_pub_key(pub_key, token, str(job_id)),
-                        status=JobStatus.DONE,
-                        stage="export",
-                        progress=1.0,
                         created_at=now,
                         started_at=now,
-                        finished_at=now,
                         outputs=outputs,
                         file_sizes=sizes,
-                        **fields,
+                        **(finished | fields),
                     )
                 )
         finally:
@@ -206,3 +204,31 @@ def _add_done_job(server: Server, files: dict[str, bytes], **fields: object) -> 
         pool.submit(asyncio.run, insert()).result()
     return DoneJob(job_id, pub_key, token)
 
+
+
+@pytest.fixture
+def edit_job(server: Server) -> Callable[..., None]:
+    return lambda job_id, lines=(), **fields: _edit_job(server, job_id, lines, **fields)
+
+
+def _edit_job(server: Server, job_id: uuid.UUID, lines: tuple[str, ...], **fields: object) -> None:
+    """What status's projection writes as a job's events arrive (row fields, log lines), written by
+    this process as another status replica would: the server hears of it only from the database."""
+    from photosplat_libs.db import Database
+    from photosplat_libs.db.models import Job, LogLine
+
+    async def write() -> None:
+        db = Database(f"sqlite+aiosqlite:///{server.data}/photosplat.db")
+        try:
+            async with db.transaction() as session:
+                job = await session.get(Job, job_id)
+                assert job is not None
+                for name, value in fields.items():
+                    setattr(job, name, value)
+                for line in lines:
+                    session.add(LogLine(job_id=job_id, stage=job.stage, line=line, created_at=datetime.now(UTC)))
+        finally:
+            await db.dispose()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, write()).result()

@@ -156,3 +156,56 @@ def test_admin_lists_cancels_and_deletes(server, watched, done_job) -> None:
     page.get_by_role("button", name=f"Delete job {done.job_id}").click()
     expect(page.get_by_role("status")).to_contain_text(f"job {done.job_id} deleted")
     expect(page.locator(f"#job-{done.job_id}")).to_have_count(0)
+
+
+def _requests_to(watched, suffix: str) -> int:
+    return sum(url.split("?")[0].endswith(suffix) for url in watched.requests)
+
+
+def test_job_page_follows_the_event_stream(server, watched, done_job, edit_job) -> None:
+    job = done_job(
+        {},
+        status="RUNNING",
+        stage="train",
+        progress=0.2,
+        finished_at=None,
+        statistics=JobStatistics(curve=(CurvePoint(step=100, loss=0.2),)),
+    )
+    page = watched.page
+    page.goto(f"{server.base}/")
+    page.evaluate("token => localStorage.setItem('photosplat.token', token)", job.token)
+    page.goto(f"{server.base}/jobs/{job.job_id}")
+    expect(page.locator("#job")).to_have_attribute("data-transport", "stream")
+    expect(page.locator("#progress-text")).to_contain_text("stage train: 20 %")
+    expect(page.locator("#curve-caption")).to_contain_text("step 100")
+
+    # Written as another replica would: the stream finds it in the database (within a second).
+    curve = (CurvePoint(step=100, loss=0.2), CurvePoint(step=600, loss=0.1, psnr=21.0))
+    stats = JobStatistics(curve=curve)
+    edit_job(job.job_id, ("step 600: loss 0.1",), progress=0.6, eta_seconds=120.0, statistics=stats)
+    expect(page.locator("#progress-text")).to_contain_text("stage train: 60 %")
+    expect(page.locator("#progress-text")).to_contain_text("2 min left")
+    expect(page.locator("#log-tail")).to_contain_text("step 600: loss 0.1")
+    expect(page.locator("#curve-caption")).to_contain_text("step 600, loss 0.100, PSNR 21.00 dB (2 points)")
+    assert _requests_to(watched, "/status") == 1  # the first look only: the rest came pushed
+
+    edit_job(job.job_id, ("exported",), status="DONE", stage="export", progress=1.0, gaussian_count=7)
+    expect(page.locator("#status-badge")).to_have_text("Ready")
+    expect(page.locator("#stats")).to_contain_text("Gaussians")
+    expect(page.locator("#log-tail")).to_contain_text("exported")
+    assert _requests_to(watched, "/events") == 1  # one stream from start to end
+
+
+def test_job_page_polls_when_the_server_offers_no_event_stream(server, watched, done_job, edit_job) -> None:
+    watched.expected.append("404 (Not Found)")
+    job = done_job({}, status="RUNNING", stage="sfm", progress=0.1, finished_at=None)
+    page = watched.page
+    page.route("**/events", lambda route: route.fulfill(status=404, json={"detail": "Not Found"}))
+    page.goto(f"{server.base}/")
+    page.evaluate("token => localStorage.setItem('photosplat.token', token)", job.token)
+    page.goto(f"{server.base}/jobs/{job.job_id}")
+    expect(page.locator("#job")).to_have_attribute("data-transport", "polling")
+    expect(page.locator("#progress-text")).to_contain_text("stage sfm: 10 %")
+    edit_job(job.job_id, progress=0.7)
+    expect(page.locator("#progress-text")).to_contain_text("stage sfm: 70 %")
+    assert _requests_to(watched, "/status") >= 2

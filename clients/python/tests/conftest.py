@@ -97,7 +97,8 @@ def _services(
     workers = {**common, "device": "cpu"}
     made: list[tuple[Service, Deps]] = []
     for create, settings, with_db in (
-        (create_status, StatusSettings(**public), True),
+        # Event streams end after a second: `wait` resumes them with Last-Event-ID many times.
+        (create_status, StatusSettings(**public, events_max_seconds=1.0), True),
         (create_ingest, IngestSettings(**public), True),
         (create_viewer, ViewerSettings(**public), True),
     ):

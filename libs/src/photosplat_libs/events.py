@@ -91,6 +91,29 @@ class ImageInfo(BaseModel):
     camera: str | None = None
 
 
+class VideoInfo(BaseModel):
+    """A video uploaded instead of photos, as ingest checked and stored it (its video track only)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    name: str
+    bytes: int
+    # The codec's name as FFmpeg knows it (h264, hevc, vp9, av1).
+    codec: str
+    # As displayed: a phone's rotation applied.
+    width: int
+    height: int
+    duration_seconds: float = Field(gt=0)
+    frame_rate: float | None = None
+    # The most frames SfM may take from it: ingest's photo limit.
+    max_frames: int = Field(default=1000, ge=3)
+
+
+# What the photographer uploaded: photos, or one video whose frames the colmap stage chooses.
+CaptureKind = Literal["photos", "video"]
+
+
 class ImagesValidated(Envelope):
     type: Literal["ImagesValidated"] = "ImagesValidated"
     images: tuple[ImageInfo, ...]
@@ -99,6 +122,17 @@ class ImagesValidated(Envelope):
     # NeRF-style transforms.json, or of a folder (ending in "/") holding a checked COLMAP text model.
     # SfM is skipped and these poses are used.
     poses_key: str | None = None
+    # A video capture has no images yet: the colmap stage extracts them from ``video``.
+    capture: CaptureKind = "photos"
+    video: VideoInfo | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_capture(self) -> ImagesValidated:
+        if (self.capture == "video") != (self.video is not None):
+            raise ValueError('a "video" capture carries its video, and only a video capture does')
+        if self.video is not None and (self.images or self.poses_key):
+            raise ValueError("a video capture carries no images and no poses")
+        return self
 
 
 class StageStarted(Envelope):
@@ -152,6 +186,8 @@ class SfmTimings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     capture: float | None = None
+    # choosing and writing a video's frames (a video capture only)
+    frames: float | None = None
     extraction: float | None = None
     matching: float | None = None
     mapping: float | None = None

@@ -18,6 +18,11 @@ def image(job_id: uuid.UUID, index: int, ext: str) -> str:
     return f"jobs/{job_id}/images/{index:04d}{ext}"
 
 
+def video(job_id: uuid.UUID) -> str:
+    """The job's video (its video track, remuxed by ingest), when it came as a video."""
+    return f"jobs/{job_id}/video/source.mp4"
+
+
 def poses(job_id: uuid.UUID) -> str:
     """Camera poses uploaded with the photos."""
     return f"jobs/{job_id}/poses/transforms.json"

@@ -8,6 +8,10 @@ import posixpath
 # Photos: what ingest accepts and SfM reads (Pillow decodes exactly these formats).
 PHOTO_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 PHOTO_EXTENSIONS = frozenset(PHOTO_TYPES)
+# Videos: one phone video instead of photos (MP4 or QuickTime, both ISO base media files); the
+# colmap stage extracts the frames.
+VIDEO_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime"}
+VIDEO_EXTENSIONS = frozenset(VIDEO_TYPES)
 
 # Scene files are binary blobs to a browser; the PLY too (text/plain would invite showing it inline).
 _TYPES = {

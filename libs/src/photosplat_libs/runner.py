@@ -13,8 +13,11 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from photosplat_libs.db import migrate
+from photosplat_libs.observability import ProbeServer, instrument
+from photosplat_libs.observability.logs import configure_logging
 from photosplat_libs.service import Deps, Service, deps_from_settings
 from photosplat_libs.settings import ServiceSettings
 from photosplat_libs.topology import declare_topology
@@ -53,10 +56,19 @@ def build_app(services: Sequence[Service], deps: Deps, *, title: str = "PhotoSpl
         async with running(services, deps):
             yield
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    # No /docs of FastAPI's (it loads Swagger UI from a CDN): the viewer serves the one API page.
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    instrument(app)
     for service in services:
         if service.router is not None:
             app.include_router(service.router)
+
+    # This app's own description, for the viewer to merge. Added after the services' routes, so a
+    # service's own /openapi.json (the viewer's merged one) matches first.
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    app.add_api_route("/openapi.json", openapi, methods=["GET"], include_in_schema=False)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -65,28 +77,41 @@ def build_app(services: Sequence[Service], deps: Deps, *, title: str = "PhotoSpl
     return app
 
 
-async def serve(services: Sequence[Service], deps: Deps, *, host: str, port: int | None, log_level: str) -> None:
-    """Serve HTTP when any service has routes (on ``port``), else just run the consumers until a
-    SIGTERM/SIGINT."""
+async def serve(
+    services: Sequence[Service],
+    deps: Deps,
+    *,
+    host: str,
+    port: int | None,
+    log_level: str,
+    metrics_port: int | None = None,
+) -> None:
+    """Serve HTTP when any service has routes (on ``port``, with ``/metrics``), else run the
+    consumers until a SIGTERM/SIGINT, with ``/metrics``, ``/healthz`` and ``/readyz`` on
+    ``metrics_port`` when one is given."""
     if port is not None and any(s.router is not None for s in services):
         import uvicorn
 
         app = build_app(services, deps)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level.lower()))
-        await server.serve()
+        # log_config=None: uvicorn's loggers go through ours (JSON lines too), not its own formatters.
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), log_config=None)
+        await uvicorn.Server(config).serve()
         return
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(services, deps):
-        await stop.wait()
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Alembic narrates every plugin it loads at INFO; a migration that runs is still logged by us.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    started = False
+    probes = ProbeServer(host, metrics_port, ready=lambda: started and deps.bus.ready()) if metrics_port else None
+    if probes is not None:
+        probes.start()  # before the services start: /healthz answers while the trainer warms up
+    try:
+        async with running(services, deps):
+            started = True
+            await stop.wait()
+    finally:
+        if probes is not None:
+            probes.stop()
 
 
 def run_service(
@@ -97,7 +122,15 @@ def run_service(
     deps_for: Callable[[Any], Deps] | None = None,
 ) -> None:
     """The entrypoint of one service in its own process (``python -m photosplat_NAME``)."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     deps = deps_for(settings) if deps_for is not None else deps_from_settings(settings, with_db=with_db)
     service = create(settings, deps)
-    asyncio.run(serve([service], deps, host=settings.host, port=settings.port, log_level=settings.log_level))
+    serving = serve(
+        [service],
+        deps,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        metrics_port=settings.metrics_port,
+    )
+    asyncio.run(serving)

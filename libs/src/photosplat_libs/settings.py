@@ -4,6 +4,8 @@ composition root. The defaults are the embedded adapters, so a bare start works 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,4 +29,9 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    # "text" or "json" (one object per line with job_id, stage, attempt); unset: PHOTOSPLAT_LOG_FORMAT, else text.
+    log_format: Literal["text", "json"] | None = None
+    # A service without an HTTP API (a worker) serves /metrics, /healthz and /readyz on this port
+    # (on ``host``); unset: none. HTTP services serve /metrics on their own port.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     worker_name: str = Field(default="", description="defaults to host name + pid")

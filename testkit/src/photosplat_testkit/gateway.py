@@ -33,6 +33,8 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/v/some-public-key", "viewer"),
     ("GET", "/recon/pub/some-public-key/scene.splat", "viewer"),
     ("GET", "/", "viewer"),
+    ("GET", "/docs", "viewer"),
+    ("GET", "/openapi.json", "viewer"),
 )
 SERVICES = ("ingest", "status", "viewer")
 

@@ -113,17 +113,19 @@ class ServiceProcesses:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._runs: dict[str, int] = {}
 
-    def start(self, name: str, extra: dict[str, str] | None = None) -> None:
-        """Start (or start again) ``name``; each run logs to its own file (see :meth:`log`)."""
+    def start(self, name: str, extra: dict[str, str] | None = None, *, label: str | None = None) -> None:
+        """Start (or start again) ``name``; each run logs to its own file (see :meth:`log`).
+        ``label`` (default ``name``) tells replicas of one service apart in every other method."""
+        label = label or name
         prefix = f"PHOTOSPLAT_{name.upper()}_"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.update({prefix + k: v for k, v in self.env.items()})
         env.update(extra or {})
-        self._runs[name] = run = self._runs.get(name, 0) + 1
-        path = self.logs / f"{name}-{run}.log"
+        self._runs[label] = run = self._runs.get(label, 0) + 1
+        path = self.logs / f"{label}-{run}.log"
         with open(path, "wb") as log:
             command = [*self.python, "-m", f"photosplat_{name}"]
-            self.procs[name] = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=self.cwd)
+            self.procs[label] = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=self.cwd)
 
     def log(self, name: str) -> Path:
         """The log file of ``name``'s latest run."""

@@ -87,13 +87,15 @@ def render_scene(
     n_points: int = 20_000,
     object_only: bool = False,
     processes: int = 1,
+    arc_degrees: float = 360.0,
 ) -> SyntheticScene:
     """Render ``n_views`` images on an orbit of ``radius`` around the scene centre.
 
     The camera height oscillates a little around ``camera_height`` so the centres are not coplanar
     (a single circle is a weak configuration for self-calibration). With ``object_only`` the boxes
     float without ground or sky (``alphas`` marks the object) and the cameras are spread over the
-    upper hemisphere of radius ``radius``, as in the NeRF-synthetic object scenes.
+    upper hemisphere of radius ``radius``, as in the NeRF-synthetic object scenes. ``arc_degrees``
+    shortens the orbit to an arc walked in that many steps (a video's path).
     """
     rng = np.random.default_rng(seed)
     world = _make_world(rng, n_boxes)
@@ -103,7 +105,9 @@ def render_scene(
     target = np.array([0.0, 0.0, 0.4])
     phase = rng.uniform(0, 2 * math.pi)
     centers = [
-        _hemisphere_camera(i, n_views, radius, phase) if object_only else _orbit_camera(i, n_views, radius, camera_height, phase)
+        _hemisphere_camera(i, n_views, radius, phase)
+        if object_only
+        else _orbit_camera(i, n_views, radius, camera_height, phase, arc_degrees)
         for i in range(n_views)
     ]
     poses = [_look_at(center, target) for center in centers]
@@ -131,8 +135,10 @@ def render_scene(
     )
 
 
-def _orbit_camera(i: int, n: int, radius: float, height: float, phase: float) -> np.ndarray:
-    angle = phase + 2 * math.pi * i / n
+def _orbit_camera(
+    i: int, n: int, radius: float, height: float, phase: float, arc_degrees: float = 360.0
+) -> np.ndarray:
+    angle = phase + math.radians(arc_degrees) * i / n
     return np.array([radius * math.cos(angle), radius * math.sin(angle), height + 0.3 * math.sin(3 * angle)])
 
 

@@ -15,11 +15,13 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from photosplat_client import events
+from photosplat_client.events import EventFollower
 from photosplat_client.models import Declaration, JobStatus, SceneFile, SceneFiles, Submission, UploadSlot
 
 M = TypeVar("M", bound=BaseModel)
 CHUNK_BYTES = 256 * 1024
-# How often `wait` asks for the status: the status service answers pollers from a cache anyway.
+# How often `wait` asks for the status on a server without the event stream.
 DEFAULT_POLL_SECONDS = 2.0
 ByteCallback = Callable[[int], None]
 
@@ -176,13 +178,42 @@ class PhotoSplatClient:
         timeout: float | None = None,
         on_status: Callable[[JobStatus], None] | None = None,
     ) -> JobStatus:
-        """The job's status once it is DONE, FAILED or CANCELLED; ``on_status`` sees every answer.
+        """The job's status once it is DONE, FAILED or CANCELLED; ``on_status`` sees every state.
 
-        It polls the status route. The server is to offer the job's events as Server-Sent Events
-        (``GET /recon/jobs/{id}/events``); once it does, this follows that stream instead and
-        keeps polling only as the fallback for servers without it.
+        It follows the job's Server-Sent Events (``GET /recon/jobs/{id}/events``), reconnecting
+        with ``Last-Event-ID`` when a stream ends early; it polls the status route every
+        ``interval`` seconds on a server without that route.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        follower = EventFollower(self._http, f"{self.server}/recon/jobs/{job_id}/events", self._auth(), deadline)
+        last: list[JobStatus] = []
+
+        def on_event(kind: str, data: str) -> None:
+            if kind in (events.STATE, events.FINAL):
+                last[:] = [JobStatus.model_validate_json(data)]
+                if on_status is not None:
+                    on_status(last[0])
+
+        try:
+            follower.follow(on_event)
+        except events.StreamUnavailable:
+            return self._poll(job_id, interval, deadline, timeout, on_status)
+        except events.StreamRefused as exc:
+            raise ApiError.of(exc.response) from None
+        except TimeoutError:
+            where = f"still {last[-1].status} ({last[-1].stage})" if last else "not finished"
+            raise TimeoutError(f"job {job_id} is {where} after {timeout} s") from None
+        # The whole answer (log tail and all) of the ended job.
+        return self.status(job_id)
+
+    def _poll(
+        self,
+        job_id: uuid.UUID | str,
+        interval: float,
+        deadline: float | None,
+        timeout: float | None,
+        on_status: Callable[[JobStatus], None] | None,
+    ) -> JobStatus:
         while True:
             status = self.status(job_id)
             if on_status is not None:

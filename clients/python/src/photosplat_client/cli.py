@@ -156,10 +156,12 @@ def parser(prog: str = "photosplat") -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="the whole status answer as JSON")
     st.set_defaults(func=_status)
 
-    w = sub.add_parser("wait", help="follow a job until it is done, failed or cancelled")
+    w = sub.add_parser("wait", help="follow a job (its event stream) until it is done, failed or cancelled")
     w.add_argument("job", metavar="JOB")
     _common(w)
-    w.add_argument("--interval", type=float, default=2.0, help="seconds between status requests")
+    w.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between status requests (a server without event streams)"
+    )
     w.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     w.set_defaults(func=_wait)
 

@@ -23,6 +23,7 @@ from photosplat_libs.bus.port import (
     Delivery,
     Handler,
     QueueSpec,
+    QueueStats,
     Reject,
     Unroutable,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "Delivery",
     "Handler",
     "QueueSpec",
+    "QueueStats",
     "Reject",
     "Unroutable",
     "create_bus",

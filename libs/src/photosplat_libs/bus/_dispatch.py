@@ -11,7 +11,9 @@ from enum import Enum
 from pydantic import ValidationError
 
 from photosplat_libs.bus.port import Death, Delivery, Handler, Reject
-from photosplat_libs.events import decode
+from photosplat_libs.events import Envelope, decode
+from photosplat_libs.observability.logs import log_context
+from photosplat_libs.observability.metrics import DEAD_LETTERS
 
 log = logging.getLogger("photosplat_libs.bus")
 
@@ -28,14 +30,24 @@ async def dispatch(
 ) -> Outcome:
     """Raises ``CancelledError`` only when the consumer itself is being cancelled (closing bus):
     the message is then neither acked nor rejected, so it goes back to its queue."""
+    if death is not None and delivery_count == 1:
+        DEAD_LETTERS.labels(death.queue).inc()  # counted once, not on each retry of its consumer
     try:
         event = decode(body)
     except ValidationError as exc:
         log.error("queue %s: dead-lettering a message that is not a valid event: %s", queue, exc)
         return Outcome.DEAD_LETTER
-    context = f"queue {queue}: {event.type} {event.event_id} (job {event.job_id}, delivery {delivery_count})"
+    with log_context(job_id=event.job_id, attempt=event.attempt, stage=getattr(event, "stage", None)):
+        return await _handle(handler, event, Delivery(event, delivery_count, queue, death))
+
+
+async def _handle(handler: Handler, event: Envelope, delivery: Delivery) -> Outcome:
+    context = (
+        f"queue {delivery.queue}: {event.type} {event.event_id} "
+        f"(job {event.job_id}, delivery {delivery.delivery_count})"
+    )
     try:
-        await handler(event, Delivery(event=event, delivery_count=delivery_count, queue=queue, death=death))
+        await handler(event, delivery)
     except Reject as exc:
         log.warning("%s rejected, dead-lettering: %s", context, exc)
         return Outcome.DEAD_LETTER

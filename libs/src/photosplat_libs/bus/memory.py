@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from photosplat_libs.bus._dispatch import Outcome, dispatch
-from photosplat_libs.bus.port import BusError, Death, Handler, QueueSpec, Unroutable
+from photosplat_libs.bus.port import DEAD_LETTER_QUEUE, BusError, Death, Handler, QueueSpec, QueueStats, Unroutable
 from photosplat_libs.events import Envelope, encode
 
 log = logging.getLogger("photosplat_libs.bus")
@@ -137,6 +137,10 @@ class _Queue:
     def __len__(self) -> int:
         return len(self._messages)
 
+    @property
+    def consumer_count(self) -> int:
+        return sum(not c.closing for c in self._consumers)
+
 
 class MemoryBus:
     durable = False
@@ -191,6 +195,16 @@ class MemoryBus:
     def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
         """The parking queue, oldest first; only what died in ``queue`` when given."""
         return [d for d in self._parked if queue is None or d.queue == queue]
+
+    async def queue_stats(self, name: str) -> QueueStats | None:
+        if name == DEAD_LETTER_QUEUE:
+            return QueueStats(messages=len(self._parked), consumers=0)
+        queue = self._queues.get(name)
+        return None if queue is None else QueueStats(messages=len(queue), consumers=queue.consumer_count)
+
+    def ready(self) -> bool:
+        # A consumer task ends only when its bus closes (handler errors are settled, not raised).
+        return self._started and all(not task.done() for task in list(self._consumers))
 
     def depth(self, queue: str) -> int:
         """Messages in ``queue`` not yet given to a consumer."""

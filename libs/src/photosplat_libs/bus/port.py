@@ -51,6 +51,15 @@ Handler = Callable[[Envelope, Delivery], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class QueueStats:
+    """A queue as the broker reports it: messages waiting (not those delivered and unacked) and
+    attached consumers."""
+
+    messages: int
+    consumers: int
+
+
+@dataclass(frozen=True)
 class QueueSpec:
     name: str
     bindings: tuple[str, ...]
@@ -79,3 +88,10 @@ class Bus(Protocol):
 
     async def consume(self, spec: QueueSpec, handler: Handler) -> None:
         """Declare ``spec`` and start handling its messages in the background."""
+
+    async def queue_stats(self, name: str) -> QueueStats | None:
+        """Depth and consumers of queue ``name`` (as in its QueueSpec), None if it does not exist."""
+
+    def ready(self) -> bool:
+        """Connected, and every consumer started on this bus is still consuming (readiness probe;
+        reads state only, safe from another thread)."""

@@ -31,7 +31,7 @@ from aio_pika.abc import (
     AbstractQueueIterator,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError, PublishError
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelNotFoundEntity, DeliveryError, PublishError
 
 from photosplat_libs.bus._dispatch import Outcome, dispatch
 from photosplat_libs.bus.port import (
@@ -42,6 +42,7 @@ from photosplat_libs.bus.port import (
     Death,
     Handler,
     QueueSpec,
+    QueueStats,
     Unroutable,
 )
 from photosplat_libs.events import Envelope, encode
@@ -101,6 +102,8 @@ class RabbitBus:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._consumers: list[asyncio.Task[None]] = []
+        # Passive declares of a missing queue close their channel: they get one of their own.
+        self._stats_channel: AbstractChannel | None = None
 
     def _name(self, name: str) -> str:
         return qualified(self._namespace, name)
@@ -132,7 +135,7 @@ class RabbitBus:
             await asyncio.wait(consumers, timeout=CLOSE_TIMEOUT_S)
         if self._connection is not None:
             await self._connection.close()
-        self._connection = self._channel = self._exchange = None
+        self._connection = self._channel = self._exchange = self._stats_channel = None
 
     async def declare(self, spec: QueueSpec) -> None:
         await self._declare(self._require_channel(), spec)
@@ -164,6 +167,40 @@ class RabbitBus:
         task = asyncio.create_task(self._run_consumer(messages, spec, handler), name=f"rabbit-consumer:{spec.name}")
         task.add_done_callback(_report_crash)
         self._consumers.append(task)
+
+    async def queue_stats(self, name: str) -> QueueStats | None:
+        if self._connection is None:
+            raise BusError("the bus is not started")
+        try:
+            if self._stats_channel is None or self._stats_channel.is_closed:
+                self._stats_channel = await self._connection.channel(publisher_confirms=False)
+            underlay = await self._stats_channel.get_underlay_channel()
+            declared = await underlay.queue_declare(self._name(name), passive=True)
+        except ChannelNotFoundEntity:
+            await self._drop_stats_channel()
+            return None
+        except _ERRORS as exc:
+            await self._drop_stats_channel()
+            raise BusError(f"reading queue {name!r} failed: {exc!r}") from exc
+        return QueueStats(messages=declared.message_count or 0, consumers=declared.consumer_count or 0)
+
+    async def _drop_stats_channel(self) -> None:
+        channel, self._stats_channel = self._stats_channel, None
+        if channel is not None:
+            try:
+                await channel.close()  # closed on purpose: a robust channel would reopen otherwise
+            except _ERRORS:
+                pass
+
+    def ready(self) -> bool:
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            return False
+        # A robust connection clears `connected` while it reconnects.
+        connected = getattr(connection, "connected", None)
+        if connected is not None and not connected.is_set():
+            return False
+        return all(not task.done() for task in self._consumers)
 
     def _require_channel(self) -> AbstractChannel:
         if self._channel is None:

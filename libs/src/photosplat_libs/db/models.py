@@ -240,3 +240,59 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # Signs the webhooks of the key's jobs (kept readable: an HMAC needs the secret itself); NULL
+    # for keys issued before webhooks, whose jobs are signed with the owner token's secret.
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    # Where the end of a job created with this key is announced, unless the job names its own.
+    callback_url: Mapped[str | None] = mapped_column(Text)
+
+
+class JobWebhook(Base):
+    """A job's callback (docs/architecture.md §5.12): where its end is announced and what signs it.
+    The body is written by ingest when the job is created, so status needs neither the owner token
+    nor ingest's settings: the status link in clear, the viewer link sealed with the secret."""
+
+    __tablename__ = "job_webhooks"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(100))
+    status_url: Mapped[str] = mapped_column(Text)
+    viewer_url_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One notification of a job's end, written in the transaction that ends the job (outbox) and
+    sent by status's webhook sender. ``next_attempt_at`` is set while it is pending: it is also the
+    claim (a sender moves it past its request timeout before posting), so replicas never post the
+    same delivery at once and a sender that dies mid-post is relieved when it passes."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    # the exact JSON body, signed again at each attempt with that attempt's timestamp
+    payload: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: what the receiver answered, or why there was no answer."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime]
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -7,18 +7,45 @@ The body is streamed to disk (never held in memory) and stored atomically.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from photosplat_libs.api_errors import error_responses
 from photosplat_libs.store.folder import FolderStore, ObjectTooLarge
 from photosplat_libs.store.folder_files import DEFAULT_TYPE
 from photosplat_libs.store.folder_presign import UPLOAD_PATH, UploadDenied, UploadTerms
+
+
+# The body is read as a stream, so no parameter describes it: the file itself, of the Content-Type
+# the URL was signed for.
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The file's bytes, exactly the declared size, with the declared Content-Type.",
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+UPLOAD_REFUSALS = error_responses(
+    {
+        400: "the key is not one this store accepts",
+        403: "the URL's signature is wrong or expired, or the request is not what it signed (type, size)",
+        413: "the body is larger than the limit",
+    }
+)
 
 
 def folder_upload_router(store: FolderStore, *, max_bytes: int) -> APIRouter:
     router = APIRouter()
     too_large = f"upload is larger than the limit of {max_bytes} bytes"
 
-    @router.put(UPLOAD_PATH + "{key:path}")
+    @router.put(
+        UPLOAD_PATH + "{key:path}",
+        operation_id="upload_to_store",
+        responses=UPLOAD_REFUSALS,
+        openapi_extra=UPLOAD_BODY,
+        summary="Upload one declared file to its presigned URL",
+    )
     async def upload(
         key: str,
         request: Request,

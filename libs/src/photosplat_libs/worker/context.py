@@ -9,14 +9,16 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
 
 from photosplat_libs.errors import WorkError
 from photosplat_libs.events import Envelope, ProgressMetrics, Stage
 from photosplat_libs.store import ObjectStore
-from photosplat_libs.worker.reporter import JobReporter
+
+if TYPE_CHECKING:  # the reporter records metrics, whose module needs JobCancelled from here
+    from photosplat_libs.worker.reporter import JobReporter
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ import time
 from photosplat_libs.deliveries import ProgressMarks
 from photosplat_libs.events import Envelope, LogLines, ProgressMetrics, Stage, StageProgress
 from photosplat_libs.service import Deps
+from photosplat_libs.worker.metrics import StallClock
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class JobReporter:
     ) -> None:
         self._bus, self._trigger, self._stage, self._heartbeat = deps.bus, trigger, stage, heartbeat_seconds
         self._marks = marks
+        self._stall = StallClock(stage)
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         self._fraction: float = 0.0
@@ -50,6 +52,7 @@ class JobReporter:
             self._metrics = self._metrics.model_copy(update=metrics.reported())
             poke = not self._progress_dirty
             self._progress_dirty = True
+            self._stall.note(self._fraction)
         if poke:
             self._poke()
 
@@ -70,6 +73,7 @@ class JobReporter:
         """Stop the task, then publish whatever is still pending (before the result event)."""
         self._stopping = True
         self._wake.set()
+        self._stall.close()
         await self._task
         await self._flush(force=True)
 

@@ -32,9 +32,12 @@ from photosplat_libs.events import (
     decode,
     encode,
 )
+from photosplat_libs.observability.logs import log_context
+from photosplat_libs.observability.queues import QueueGauges
 from photosplat_libs.scratch import ScratchRoot
 from photosplat_libs.service import Deps
 from photosplat_libs.store import ObjectNotFound
+from photosplat_libs.worker import metrics
 from photosplat_libs.worker.context import JobCancelled, JobContext, WorkFn
 from photosplat_libs.worker.reporter import JobReporter
 from photosplat_libs.worker.signals import keep_signal_handlers, rearm_signal_handlers
@@ -87,6 +90,8 @@ class Worker:
         self._cancelled_jobs: OrderedDict[uuid.UUID, None] = OrderedDict()
         self._stopping = False
         self._signal_guard: asyncio.Task[None] | None = None
+        self._queue_gauges = QueueGauges(deps.bus, [queue.name])
+        metrics.declare(stage)
 
     async def start(self) -> None:
         # Before the first job: folders of workers that were killed go, this process's are locked.
@@ -96,11 +101,13 @@ class Worker:
         # Cancels first, so that no job starts before this worker can hear its cancellation.
         await self.deps.bus.consume(topology.cancel_queue(self.name, self.worker_name), self._on_control)
         await self.deps.bus.consume(self.queue, self._on_work)
+        self._queue_gauges.start()
 
     async def stop(self) -> None:
         """Interrupt running jobs without acking them: the broker gives them to another worker
         when this process's connection closes."""
         self._stopping = True
+        await self._queue_gauges.stop()
         for ctx, _ in list(self._running.values()):
             ctx.cancel()
         # Jobs leave ``_running`` once their work has stopped and their scratch folder is gone.
@@ -124,6 +131,10 @@ class Worker:
             running[0].cancel()
 
     async def _on_work(self, event: Envelope, delivery: Delivery) -> None:
+        with log_context(job_id=event.job_id, stage=self.stage, attempt=event.attempt):
+            await self._handle_work(event, delivery)
+
+    async def _handle_work(self, event: Envelope, delivery: Delivery) -> None:
         if self._stopping:
             await _hold_until_connection_closes()
         try:
@@ -191,6 +202,7 @@ class Worker:
             final,
             exc,
         )
+        metrics.stage_failed(self.stage, final=final)
         tb = "".join(traceback.format_exception(exc))[-TRACEBACK_MAX_CHARS:]
         await self.deps.bus.publish(
             StageFailed(
@@ -230,12 +242,14 @@ class Worker:
         if event.job_id in self._cancelled_jobs:  # cancelled between the check and now
             ctx.cancel()
         try:
-            result = await _until_done_or_cancelled(task, ctx)
+            with metrics.stage_run(self.stage, stopping=lambda: self._stopping):
+                result = await _until_done_or_cancelled(task, ctx)
             # Finished work is kept on shutdown, but not for a job the user cancelled meanwhile.
             if event.job_id in self._cancelled_jobs:
                 raise JobCancelled()
             result = result.model_copy(update={"job_id": event.job_id, "attempt": event.attempt})
             await self.deps.store.put(keys.stage_result(event.job_id, self.stage), encode(result), "application/json")
+            metrics.result_produced(self.stage, result)
             return result
         except JobCancelled:
             if self._stopping:

@@ -1,4 +1,5 @@
-"""`photosplat sfm IMAGES_DIR --out DIR`: the service's SfM pipeline on a local folder."""
+"""`photosplat sfm IMAGES_DIR --out DIR`: the service's SfM pipeline on a local folder (or on the
+frames it chooses from a video: `photosplat sfm VIDEO.mp4 --out DIR`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from photosplat_libs.errors import UserError
 
 from photosplat_colmap import known_poses, pipeline
-from photosplat_colmap.capture import photos_from_folder
+from photosplat_colmap.video import local_inputs
 
 
 class ConsoleReporter:
@@ -38,7 +39,7 @@ class ConsoleReporter:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="photosplat sfm", description=__doc__)
-    p.add_argument("images", type=Path, metavar="IMAGES_DIR")
+    p.add_argument("images", type=Path, metavar="IMAGES_DIR", help="a folder of photos, or a video (.mp4, .mov)")
     p.add_argument("--out", type=Path, required=True, help="output folder: sparse/ and undistorted/")
     p.add_argument(
         "--original-resolution",
@@ -61,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         mapper=args.mapper,
         vocab_tree=args.vocab_tree,
     )
-    photos = photos_from_folder(args.images)
     reporter = ConsoleReporter()
     with tempfile.TemporaryDirectory(prefix="photosplat-sfm-") as tmp:
         work_dir = args.work_dir or Path(tmp)
         try:
-            poses = args.poses or known_poses.find(args.images)
+            photos, options = local_inputs(args.images, work_dir, options, reporter)
+            poses = args.poses or (known_poses.find(args.images) if args.images.is_dir() else None)
             if poses is not None:
                 result = known_poses.run(poses, photos, work_dir, args.out, options, reporter)
             else:

@@ -44,6 +44,8 @@ class SfmOptions:
     max_num_features: int = 4096
     # SIFT's first octave upsampled for images under SMALL_IMAGE_SIDE (None: so); False never, True always.
     upsample_small_images: bool | None = None
+    # The photos are frames of one video, in order: matched sequentially (matcher "auto").
+    video: bool = False
 
 
 @dataclass

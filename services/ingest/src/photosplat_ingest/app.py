@@ -34,7 +34,9 @@ class IngestService:
             decoder=self.decoder,
             quotas=Quotas(settings, deps.db),
         )
-        self.router = build_router(context)
+        self.router = APIRouter()
+        self.router.include_router(build_router(context))
+        # Beside the API's routes, not among them: a presigned URL is signed itself, no token applies.
         _mount_folder_uploads(self.router, deps, settings)
 
     async def start(self) -> None:
@@ -54,7 +56,9 @@ def _mount_folder_uploads(router: APIRouter, deps: Deps, settings: IngestSetting
     if isinstance(deps.store, FolderStore):
         from photosplat_libs.store.folder_http import folder_upload_router
 
-        router.include_router(folder_upload_router(deps.store, max_bytes=settings.max_file_bytes))
+        # A video is the largest file a job may bring.
+        max_bytes = max(settings.max_file_bytes, settings.max_video_bytes)
+        router.include_router(folder_upload_router(deps.store, max_bytes=max_bytes))
 
 
 def create(settings: IngestSettings, deps: Deps) -> IngestService:

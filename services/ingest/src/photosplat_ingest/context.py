@@ -36,7 +36,12 @@ class IngestContext:
     @property
     def limits(self) -> Limits:
         s = self.settings
-        return Limits(s.max_file_bytes, s.max_pixels, s.min_side, s.min_files, s.max_files, s.max_request_bytes)
+        return Limits(
+            s.max_file_bytes, s.max_pixels, s.min_side, s.min_files, s.max_files, s.max_request_bytes,
+            max_video_bytes=s.max_video_bytes, min_video_seconds=s.min_video_seconds,
+            max_video_seconds=s.max_video_seconds, min_video_side=s.min_video_side,
+            max_video_pixels=s.max_video_pixels,
+        )
 
     @property
     def idempotency_ttl(self) -> timedelta:

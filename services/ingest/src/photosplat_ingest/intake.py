@@ -22,9 +22,11 @@ from photosplat_ingest.validation import (
     Limits,
     PhotoSize,
     Rule,
+    CheckedVideo,
     SanitizedImage,
     ValidationFailed,
     check_known_poses,
+    check_video,
     sanitize,
 )
 
@@ -51,6 +53,10 @@ class Decoder:
 
     async def sanitize(self, data: bytes, limits: Limits) -> SanitizedImage:
         return await asyncio.get_running_loop().run_in_executor(self._pool, sanitize, data, limits)
+
+    async def check_video(self, source: Path, dest: Path, limits: Limits) -> CheckedVideo:
+        """A video's probe, first frame and remux, in the same slots as the photo decodes."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, check_video, source, dest, limits)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

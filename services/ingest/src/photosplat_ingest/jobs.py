@@ -12,7 +12,16 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from photosplat_libs.db.models import Job, JobStatus
-from photosplat_libs.events import PRESET_NAMES, ImageInfo, ImagesValidated, JobOptions, JobSubmitted, Stage
+from photosplat_libs.events import (
+    PRESET_NAMES,
+    CaptureKind,
+    ImageInfo,
+    ImagesValidated,
+    JobOptions,
+    JobSubmitted,
+    Stage,
+    VideoInfo,
+)
 from photosplat_libs.security import hash_token, seal_pub_key
 
 from photosplat_ingest.validation import FileError, Rule, ValidationFailed
@@ -67,9 +76,18 @@ def parse_options(original_resolution: object, preset: object) -> JobOptions:
 
 
 def submission_events(
-    job_id: uuid.UUID, pub_key_hash: str, options: JobOptions, images: Sequence[ImageInfo], poses_key: str | None = None
+    job_id: uuid.UUID,
+    pub_key_hash: str,
+    options: JobOptions,
+    images: Sequence[ImageInfo],
+    poses_key: str | None = None,
+    video: VideoInfo | None = None,
 ) -> tuple[JobSubmitted, ImagesValidated]:
+    """A video capture has no images: the colmap stage chooses its frames."""
+    capture: CaptureKind = "photos" if video is None else "video"
     return (
         JobSubmitted(job_id=job_id, image_count=len(images), options=options, pub_key_hash=pub_key_hash),
-        ImagesValidated(job_id=job_id, images=tuple(images), options=options, poses_key=poses_key),
+        ImagesValidated(
+            job_id=job_id, images=tuple(images), options=options, poses_key=poses_key, capture=capture, video=video
+        ),
     )

@@ -154,6 +154,10 @@ async def api_key_active(session: AsyncSession, key_hash: str) -> bool:
     return found is not None
 
 
+async def active_api_key(session: AsyncSession, key_hash: str) -> ApiKey | None:
+    return await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)))
+
+
 def add_api_key(session: AsyncSession, key: ApiKey) -> None:
     session.add(key)
 

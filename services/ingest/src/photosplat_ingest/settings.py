@@ -26,6 +26,13 @@ class IngestSettings(ServiceSettings):
     # One multipart POST /recon/jobs; Starlette spools its files to disk before we see them, so an
     # uncapped body could fill the disk. Larger sets use the presigned uploads.
     max_request_bytes: int = Field(default=1024 * MIB, ge=1)
+    # A video sent instead of photos (one file; larger than a multipart request only through the
+    # presigned uploads). The colmap stage decodes every frame: 4K for 5 minutes is the most.
+    max_video_bytes: int = Field(default=2 * GIB, ge=1)
+    min_video_seconds: float = Field(default=2.0, gt=0)
+    max_video_seconds: float = Field(default=300.0, gt=0)
+    min_video_side: int = Field(default=240, ge=1)
+    max_video_pixels: int = Field(default=4096 * 2160, ge=1)
 
     # Presigned upload URLs live at most 15 minutes (short-lived), each good for exactly the
     # declared size and type of its one file.
@@ -60,6 +67,10 @@ class IngestSettings(ServiceSettings):
     trusted_proxy_hops: int = Field(default=0, ge=0)
     # How long a retry with the same Idempotency-Key gets the first response back.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # Callback URLs (webhooks) may point at loopback and private addresses: an intranet receiver, a
+    # test. Off on a public instance, where such a URL would let clients probe the inside (SSRF).
+    # Status checks again before each delivery (PHOTOSPLAT_STATUS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES).
+    webhook_allow_private_addresses: bool = False
 
     @model_validator(mode="after")
     def _window_outlives_its_urls(self) -> IngestSettings:

@@ -21,6 +21,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from photosplat_libs import security
+from photosplat_libs.api_errors import error_responses
 from photosplat_libs.bus import Bus
 from photosplat_libs.db import Database
 from photosplat_libs.db.models import Job, JobStatus
@@ -48,6 +49,12 @@ CLIENT_OR_ADMIN_TOKEN = HTTPBearer(
 )
 
 
+# The refusals of the job routes, for the API description; each answers the error body (ApiError).
+UNAUTHORIZED = {401: "no Bearer token: send the job owner's client token or the admin token"}
+HIDDEN = {404: "no such job, or another client's (the same answer)"}
+JOB_REFUSALS = error_responses({**UNAUTHORIZED, **HIDDEN})
+
+
 @dataclass
 class JobApi:
     settings: StatusSettings
@@ -66,7 +73,12 @@ class JobApi:
     def router(self) -> APIRouter:
         router = APIRouter(tags=["jobs"], dependencies=[Security(CLIENT_OR_ADMIN_TOKEN)])
         router.add_api_route(
-            "/recon/jobs", self.list_jobs, methods=["GET"], operation_id="list_jobs", response_model=responses.JobPage
+            "/recon/jobs",
+            self.list_jobs,
+            methods=["GET"],
+            operation_id="list_jobs",
+            response_model=responses.JobPage,
+            responses=error_responses({400: "an unknown status filter", **UNAUTHORIZED}),
         )
         router.add_api_route(
             "/recon/jobs/{job_id}/status",
@@ -74,6 +86,7 @@ class JobApi:
             methods=["GET"],
             operation_id="get_job_status",
             response_model=responses.JobStatusView,
+            responses=JOB_REFUSALS,
         )
         router.add_api_route(
             "/recon/jobs/{job_id}/errors",
@@ -81,6 +94,7 @@ class JobApi:
             methods=["GET"],
             operation_id="list_job_errors",
             response_model=list[responses.ErrorView],
+            responses=JOB_REFUSALS,
         )
         router.add_api_route(
             "/recon/jobs/{job_id}/cancel",
@@ -89,6 +103,7 @@ class JobApi:
             operation_id="cancel_job",
             status_code=status.HTTP_202_ACCEPTED,
             response_model=responses.CancelView,
+            responses=error_responses({**UNAUTHORIZED, **HIDDEN, 409: "the job already ended: nothing to cancel"}),
         )
         router.add_api_route(
             "/recon/jobs/{job_id}",
@@ -97,6 +112,7 @@ class JobApi:
             operation_id="delete_job",
             status_code=status.HTTP_204_NO_CONTENT,
             response_class=Response,
+            responses=JOB_REFUSALS,
         )
         return router
 

@@ -16,6 +16,7 @@ from photosplat_libs.events import CancelRequested, JobDeleted
 from photosplat_libs.store import ObjectStore
 from photosplat_status import jobstate
 from photosplat_status import repository as repo
+from photosplat_status.webhooks import outbox as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ async def cancel(session: AsyncSession, store: ObjectStore, job: Job, now: datet
     jobstate.finish(job, JobStatus.CANCELLED, now)
     await store.put(keys.cancel_marker(job.id), b"cancelled\n", "text/plain")
     add_to_outbox(session, CancelRequested(job_id=job.id, attempt=job.attempt))
+    await webhooks.announce_end(session, job, now)
 
 
 async def delete_objects_and_rows(session: AsyncSession, store: ObjectStore, job_id: uuid.UUID) -> None:

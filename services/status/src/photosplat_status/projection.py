@@ -41,6 +41,7 @@ from photosplat_libs.events import (
 from photosplat_libs.store import ObjectStore
 from photosplat_status import jobstate
 from photosplat_status import repository as repo
+from photosplat_status.webhooks import outbox as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,9 @@ async def on_sfm_done(event: SfmDone, ctx: Projecting) -> None:
     if jobstate.is_terminal(job):
         return
     job.registered_image_count = event.registered_images
+    if not job.image_count:
+        # A video capture: its photos are the frames SfM chose.
+        job.image_count = event.total_images
     sfm = SfmSummary(
         registered_images=event.registered_images,
         total_images=event.total_images,
@@ -217,6 +221,8 @@ async def project(db: Database, store: ObjectStore, event: Envelope) -> None:
             await HANDLERS[type(event)](event, Projecting(session, job, now))
             if jobstate.is_terminal(job) and (not was_terminal or _may_follow_a_checkpoint(event)):
                 await drop_checkpoint(store, job.id)
+            if jobstate.is_terminal(job) and not was_terminal:
+                await webhooks.announce_end(session, job, now)
             return
     await forget_deleted(store, event)
 
@@ -304,6 +310,7 @@ async def _record_crash(
     if final:
         jobstate.fail(job, stage.value, message, now)
         await drop_checkpoint(store, job.id)
+        await webhooks.announce_end(session, job, now)
 
 
 def _with_backoff(
@@ -323,9 +330,27 @@ def _with_backoff(
     return consume
 
 
-def event_consumer(db: Database, store: ObjectStore) -> Callable[[Envelope, Delivery], Awaitable[None]]:
-    return _with_backoff(lambda event, _delivery: project(db, store, event))
+def _nobody(_job_id: uuid.UUID) -> None:
+    pass
 
 
-def dead_letter_consumer(db: Database, store: ObjectStore) -> Callable[[Envelope, Delivery], Awaitable[None]]:
-    return _with_backoff(lambda event, delivery: on_dead_letter(db, store, event, delivery.death))
+def event_consumer(
+    db: Database, store: ObjectStore, changed: Callable[[uuid.UUID], None] = _nobody
+) -> Callable[[Envelope, Delivery], Awaitable[None]]:
+    """``changed`` hears of each job after its event committed (it wakes the job's event streams)."""
+
+    async def consume(event: Envelope, _delivery: Delivery) -> None:
+        await project(db, store, event)
+        changed(event.job_id)
+
+    return _with_backoff(consume)
+
+
+def dead_letter_consumer(
+    db: Database, store: ObjectStore, changed: Callable[[uuid.UUID], None] = _nobody
+) -> Callable[[Envelope, Delivery], Awaitable[None]]:
+    async def consume(event: Envelope, delivery: Delivery) -> None:
+        await on_dead_letter(db, store, event, delivery.death)
+        changed(event.job_id)
+
+    return _with_backoff(consume)

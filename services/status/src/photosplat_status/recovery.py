@@ -26,6 +26,7 @@ from photosplat_status import jobstate, lifecycle
 from photosplat_status import repository as repo
 from photosplat_status.projection import drop_checkpoint
 from photosplat_status.settings import StatusSettings
+from photosplat_status.webhooks import outbox as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Recovery:
         )
         jobstate.fail(job, job.stage, message, now)
         await drop_checkpoint(self._store, job.id)
+        await webhooks.announce_end(session, job, now)
         log.error("job %s failed: %s", job.id, message)
 
     async def _expire_uploads(self, now: datetime) -> None:

@@ -232,3 +232,17 @@ async def delete_expired_admin_sessions(session: AsyncSession, now: datetime) ->
 
 def decode_payload(payload: dict[str, object]) -> Envelope:
     return decode(json.dumps(payload))
+
+
+async def log_backlog(session: AsyncSession, job_id: uuid.UUID, lines: int) -> list[LogLine]:
+    """The job's newest ``lines`` log lines, oldest first."""
+    query = select(LogLine).where(LogLine.job_id == job_id).order_by(LogLine.id.desc()).limit(lines)
+    return list(reversed((await session.scalars(query)).all()))
+
+
+async def log_lines_after(session: AsyncSession, job_id: uuid.UUID, after_id: int, lines: int) -> Sequence[LogLine]:
+    """Up to ``lines`` of the job's log lines after the one with id ``after_id``, oldest first."""
+    query = (
+        select(LogLine).where(LogLine.job_id == job_id, LogLine.id > after_id).order_by(LogLine.id).limit(lines)
+    )
+    return (await session.scalars(query)).all()

@@ -29,6 +29,27 @@ class StatusSettings(ServiceSettings):
     recovery_interval_seconds: float = Field(default=60.0, gt=0)
     # Jobs still waiting for their photos after this long are removed with their objects.
     upload_ttl_seconds: float = Field(default=24 * 3600.0, gt=0)
+    # The job event stream (GET .../events) reads the database this often when this process's
+    # projection did not wake it (another replica may be projecting the job's events).
+    events_poll_seconds: float = Field(default=1.0, gt=0, le=30)
+    # A stream ends after this long without its final event and the client resumes it with
+    # Last-Event-ID: a server stopping waits no longer for open streams (uvicorn waits for them).
+    events_max_seconds: float = Field(default=15.0, gt=0, le=3600)
+
+    # Webhooks (docs/architecture.md §5.12): each attempt may take this long in all (the receiver
+    # should answer at once and work later); a failed one is retried after base x 2^(n-1) seconds
+    # (capped, less up to half at random, so receivers back from an outage are not hit by every
+    # sender at once), up to max_attempts: with the defaults over about three hours.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=10, ge=1, le=30)
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    # How often the sender looks for due deliveries (it sends what it finds at once).
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    # Deliveries posted at once by one sender.
+    webhook_batch: int = Field(default=20, ge=1, le=500)
+    # Allow callbacks to loopback and private addresses (see ingest's setting of the same name).
+    webhook_allow_private_addresses: bool = False
 
     @field_validator("admin_token")
     @classmethod

@@ -14,7 +14,7 @@ from photosplat_libs.db import Database
 from photosplat_libs.db.models import Job, JobStatus
 from photosplat_libs.service import Deps
 from photosplat_libs.store import ObjectStore
-from photosplat_viewer import assets, pages, streaming
+from photosplat_viewer import api_docs, assets, pages, streaming
 from photosplat_viewer.repository import job_by_pub_key
 from photosplat_viewer.settings import ViewerSettings
 
@@ -26,7 +26,10 @@ SCENE_FILE_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"description": "The whole file.", "content": _FILE_TYPES},
     206: {"description": "The requested byte range (Range header).", "content": _FILE_TYPES},
     304: {"description": "Not modified (If-None-Match)."},
-    404: {"description": "No finished scene has this key, or it has no such file."},
+    404: {
+        "description": "No finished scene has this key, or it has no such file.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
     416: {"description": "The requested range lies outside the file."},
 }
 
@@ -58,6 +61,7 @@ def create(settings: ViewerSettings, deps: Deps) -> ViewerService:
     _add_pages(router, settings, deps.db)
     _add_files(router, settings, deps.db, deps.store)
     _add_health(router, deps.db)
+    router.include_router(api_docs.router(settings))
     return ViewerService(name="viewer", router=router)
 
 

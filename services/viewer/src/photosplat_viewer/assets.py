@@ -21,8 +21,8 @@ APP_PREFIX = "/static/app/"
 VENDOR_PREFIX = "/static/vendor/"
 
 # What the pages import: the three.js core and its addons (OrbitControls, FlyControls; Spark's own
-# postprocessing import), and Spark's ES module build.
-VENDOR_FOLDERS = ("three/build/", "three/examples/jsm/", "@sparkjsdev/spark/dist/")
+# postprocessing import), and Spark's ES module build; Swagger UI for /docs.
+VENDOR_FOLDERS = ("three/build/", "three/examples/jsm/", "@sparkjsdev/spark/dist/", "swagger-ui-dist/")
 IMPORT_MAP = {
     "imports": {
         "three": f"{VENDOR_PREFIX}three/build/three.module.js",

@@ -28,3 +28,8 @@ class ViewerSettings(ServiceSettings):
     # Origins the upload page may send photos to besides its own (the object store's public URL
     # when presigned URLs point at S3/MinIO rather than this origin), for the Content-Security-Policy.
     upload_origins: list[str] = Field(default_factory=list)
+    # The other services' API descriptions (name -> URL of its /openapi.json on the inside network),
+    # merged with this one's into /openapi.json and /docs. Empty in `photosplat up`: its one app has
+    # every route.
+    api_specs: dict[str, str] = Field(default_factory=dict)
+    api_spec_timeout_seconds: float = Field(default=3.0, gt=0)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Header, HTTPException, Request
 from fastapi.security import HTTPBearer
 
+from photosplat_libs.api_errors import error_responses
 from photosplat_libs.security import hash_token, looks_like_token, new_token
 
 from photosplat_ingest import repository
@@ -89,16 +90,30 @@ IdempotencyKeyHeader = Annotated[
 ApiKeyHeader = Annotated[
     str | None, Header(alias="X-API-Key", description="a key from the operator: no rate limits apply")
 ]
-# The refusals of the job-creating routes besides their own, for the API description.
-IDEMPOTENT: dict[int | str, dict[str, Any]] = {
-    401: {"description": "an owner token or API key this server did not issue"},
-    422: {"description": "an Idempotency-Key already used for a different request"},
+# The refusals of ingest's routes, for the API description; each answers the error body (ApiError).
+_REFUSALS = {
+    400: "a file or field breaks a rule: every bad one is named with the rule and the limit, nothing is kept "
+    "(or a malformed Idempotency-Key)",
+    401: "an owner token or API key this server did not issue",
+    422: "an Idempotency-Key already used for a different request, or a malformed parameter",
 }
-LIMITED: dict[int | str, dict[str, Any]] = {
-    **IDEMPOTENT,
-    413: {"description": "the request is larger than a limit (request size, or a daily upload limit)"},
-    429: {"description": "a rate limit: the body names it and when it resets; see the Retry-After header"},
-}
+IDEMPOTENT: dict[int | str, dict[str, Any]] = error_responses(_REFUSALS)
+LIMITED: dict[int | str, dict[str, Any]] = error_responses(
+    {
+        **_REFUSALS,
+        413: "the request is larger than a limit (request size, or a daily upload limit)",
+        429: "a rate limit: the body names it and when it resets; see the Retry-After header",
+    }
+)
+SUBMIT_REFUSALS: dict[int | str, dict[str, Any]] = error_responses(
+    {
+        **_REFUSALS,
+        401: "no owner token (Authorization: Bearer), or an API key this server did not issue",
+        404: "no such job, or not this token's (the same answer)",
+        409: "the job was already submitted",
+        410: "the upload window closed: declare the files again",
+    }
+)
 
 # Documents the token in the OpenAPI schema only: auto_error=False never refuses a request, the
 # routes read and check the header themselves (a missing token is fine when creating a job).

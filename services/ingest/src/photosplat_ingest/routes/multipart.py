@@ -16,16 +16,18 @@ from starlette.types import Message
 
 from photosplat_libs import keys
 from photosplat_libs.db.outbox import add_to_outbox
-from photosplat_libs.events import PRESET_NAMES, ImageInfo, JobOptions, Stage
-from photosplat_libs.media import PHOTO_TYPES
+from photosplat_libs.events import PRESET_NAMES, ImageInfo, JobOptions, Stage, VideoInfo
+from photosplat_libs.media import PHOTO_TYPES, VIDEO_TYPES
 from photosplat_libs.security import hash_token
 
 from photosplat_ingest import idempotency, repository
+from photosplat_ingest.callbacks import CALLBACK_URL_SCHEMA, Callback, callback_for
 from photosplat_ingest.clients import Client
 from photosplat_ingest.context import Admission, IngestContext
 from photosplat_ingest.idempotency import Idempotent
 from photosplat_ingest.intake import Intake, store_images, store_poses
 from photosplat_ingest.jobs import NewJob, parse_options, submission_events
+from photosplat_ingest.video_intake import store_video_part
 from photosplat_ingest.routes.common import (
     LIMITED,
     TOKEN_OPTIONAL,
@@ -44,7 +46,9 @@ from photosplat_ingest.validation import (
     ValidationFailed,
     check_count,
     check_declared,
+    check_video_request,
     display_name,
+    is_video,
     request_too_large,
 )
 
@@ -57,7 +61,7 @@ JOB_FORM: dict[str, Any] = {
         "files": {
             "type": "array",
             "items": {"type": "string", "format": "binary"},
-            "description": "The photos (JPEG, PNG or WebP), one part each.",
+            "description": "The photos (JPEG, PNG or WebP), one part each; or one video (MP4 or MOV) alone.",
         },
         "poses": {
             "type": "array",
@@ -69,6 +73,7 @@ JOB_FORM: dict[str, Any] = {
         },
         "original_resolution": {"type": "boolean", "default": False},
         "preset": {"type": "string", "enum": list(PRESET_NAMES), "default": "standard"},
+        "callback_url": CALLBACK_URL_SCHEMA,
     },
 }
 CREATE_JOB_OPENAPI: dict[str, Any] = {
@@ -79,7 +84,7 @@ CREATE_JOB_OPENAPI: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": JOB_FORM,
                 "encoding": {
-                    "files": {"contentType": ", ".join(sorted(set(PHOTO_TYPES.values())))},
+                    "files": {"contentType": ", ".join(sorted({*PHOTO_TYPES.values(), *VIDEO_TYPES.values()}))},
                     "poses": {"contentType": "application/json, text/plain"},
                 },
             }
@@ -129,18 +134,21 @@ async def _create_job_checked(
             if earlier is not None:
                 return retry.replay(earlier)
         options = parse_options(form.get("original_resolution"), form.get("preset"))
-        job, images, poses = await _store_photos(ctx, form, token)
+        callback = await callback_for(ctx, client, token, form.get("callback_url"))
+        job, images, poses, video = await _store_photos(ctx, form, token)
         body = {
             "job_id": str(job.id),
             "pub_key": job.pub_key,
             "token": token,
             "status": "PENDING",
             "image_count": len(images),
+            "capture": "photos" if video is None else "video",
             "original_resolution": options.original_resolution,
             **ctx.links(job.id, job.pub_key),
+            **(callback.response_fields() if callback else {}),
         }
         admission = Admission(client, _uploaded_bytes(form), retry, body)
-        await _commit_submission(ctx, admission, job, options, images, poses)
+        await _commit_submission(ctx, admission, job, options, images, poses, callback, video)
     finally:
         await form.close()
     return JSONResponse(body, status_code=201)
@@ -184,10 +192,18 @@ def _capped(request: Request, limit: int) -> Request:
 
 async def _store_photos(
     ctx: IngestContext, form: FormData, token: str
-) -> tuple[NewJob, list[ImageInfo], KnownPoses | None]:
-    """Every photo of the form (and its poses file) checked, then the photos stored under a new job."""
+) -> tuple[NewJob, list[ImageInfo], KnownPoses | None, VideoInfo | None]:
+    """Every photo of the form (and its poses file) checked, then the photos stored under a new job;
+    or the one video of the form checked and stored."""
     limits = ctx.limits
     parts = form.getlist("files")
+    names = [display_name(p.filename if isinstance(p, UploadFile) else None, i) for i, p in enumerate(parts)]
+    if problem := check_video_request(names, bool(form.getlist("poses"))):
+        raise ValidationFailed([problem])
+    if len(parts) == 1 and isinstance(parts[0], UploadFile) and is_video(names[0]):
+        job = NewJob.mint(token)
+        video = await store_video_part(ctx, job.id, names[0], parts[0].file, parts[0].size)
+        return job, [], None, video
     if (too_many := check_count(len(parts), limits)) and too_many.rule is Rule.MAX_FILES:
         raise ValidationFailed([too_many])
     with tempfile.TemporaryDirectory(prefix="photosplat-ingest-") as workdir:
@@ -200,7 +216,7 @@ async def _store_photos(
         intake.raise_if_rejected()
         job = NewJob.mint(token)
         images = await store_images(ctx.store, job.id, intake.accepted)
-    return job, images, poses
+    return job, images, poses, None
 
 
 def _uploaded_bytes(form: FormData) -> int:
@@ -238,14 +254,19 @@ async def _commit_submission(
     options: JobOptions,
     images: list[ImageInfo],
     poses: KnownPoses | None = None,
+    callback: Callback | None = None,
+    video: VideoInfo | None = None,
 ) -> None:
-    """The job row and its two events in one transaction (outbox); the images (and poses) are stored
-    first and removed again if anything fails (a limit reached meanwhile included)."""
+    """The job row and its two events in one transaction (outbox); the images (and poses), or the
+    video, are stored first and removed again if anything fails (a limit reached meanwhile included)."""
     try:
         poses_key = None if poses is None else (await store_poses(ctx.store, job.id, poses))[0]
         async with admission.transaction(ctx, job.id) as session:
             repository.add_job(session, job.row(options, stage=Stage.SFM, image_count=len(images), uploads=[]))
-            add_to_outbox(session, *submission_events(job.id, hash_token(job.pub_key), options, images, poses_key))
+            if callback is not None:
+                session.add(callback.row(job.id, ctx.links(job.id, job.pub_key)))
+            events = submission_events(job.id, hash_token(job.pub_key), options, images, poses_key, video)
+            add_to_outbox(session, *events)
     except BaseException:
         await ctx.store.delete_prefix(keys.job_prefix(job.id))
         raise

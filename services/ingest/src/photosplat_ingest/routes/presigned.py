@@ -13,9 +13,11 @@ from pydantic import BaseModel, Field
 
 from photosplat_libs import keys
 from photosplat_libs.events import Stage
-from photosplat_libs.media import PHOTO_TYPES
+from photosplat_libs.media import PHOTO_TYPES, VIDEO_TYPES
+from photosplat_libs.webhooks.addresses import MAX_URL_LENGTH
 
 from photosplat_ingest import idempotency, repository
+from photosplat_ingest.callbacks import callback_for
 from photosplat_ingest.clients import Client
 from photosplat_ingest.context import Admission, IngestContext
 from photosplat_ingest.idempotency import Idempotent
@@ -36,8 +38,10 @@ from photosplat_ingest.validation import (
     ValidationFailed,
     check_count,
     check_declared,
+    check_video_request,
     display_name,
     extension,
+    is_video,
     poses_names,
     poses_size_problem,
 )
@@ -56,6 +60,8 @@ class UploadRequest(BaseModel):
     poses: list[DeclaredFile] = Field(default_factory=list)
     original_resolution: bool = False
     preset: str = "standard"
+    # Where the end of the job is announced (webhook, signed): http(s) to a public address.
+    callback_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
 
 
 def router(ctx: IngestContext) -> APIRouter:
@@ -97,6 +103,7 @@ async def _declare_uploads_checked(
 ) -> Response:
     options = parse_options(declaration.original_resolution, declaration.preset)
     names, poses = _checked_names(declaration, ctx.limits)
+    callback = await callback_for(ctx, client, token, declaration.callback_url)
     job = NewJob.mint(token)
     uploads = [
         {"name": name, "key": keys.incoming(job.id, i, extension(name)), "size": f.size}
@@ -108,7 +115,8 @@ async def _declare_uploads_checked(
         ext = ".json" if known == POSES_FILE else ".txt"
         name = display_name(f.name, len(uploads))
         uploads.append({"name": name, "key": keys.incoming(job.id, len(uploads), ext), "size": f.size, "poses": known})
-    photo_count = len(names)
+    # A video's frames are counted when the colmap stage has chosen them.
+    photo_count = 0 if any(is_video(name) for name in names) else len(names)
     ttl = timedelta(seconds=ctx.settings.upload_url_ttl_seconds)
     expires_at = datetime.now(timezone.utc) + ttl
     body = {
@@ -118,18 +126,24 @@ async def _declare_uploads_checked(
         "expires_at": expires_at.isoformat(),
         "submit_url": ctx.settings.public_url(f"/recon/jobs/{job.id}/submit"),
         "uploads": await _presign(ctx, uploads, ttl),
+        **(callback.response_fields() if callback else {}),
     }
     admission = Admission(client, sum(u["size"] for u in uploads), retry, body)
     async with admission.transaction(ctx, job.id) as session:
         repository.add_job(session, job.row(options, stage=Stage.UPLOAD, image_count=photo_count, uploads=uploads))
+        if callback is not None:
+            session.add(callback.row(job.id, ctx.links(job.id, job.pub_key)))
     return JSONResponse(body, status_code=201)
 
 
 def _checked_names(declaration: UploadRequest, limits: Limits) -> tuple[list[str], list[str]]:
     """The display names of the declared photos and the names its poses files are known by, once
     their count, types and sizes are acceptable."""
-    errors = [e for e in [check_count(len(declaration.files), limits)] if e]
     names = [display_name(f.name, i) for i, f in enumerate(declaration.files)]
+    if problem := check_video_request(names, bool(declaration.poses)):
+        raise ValidationFailed([problem])
+    video = any(is_video(name) for name in names)
+    errors = [e for e in [None if video else check_count(len(declaration.files), limits)] if e]
     if not any(e.rule is Rule.MAX_FILES for e in errors):
         errors += [
             e for name, f in zip(names, declaration.files, strict=True) if (e := check_declared(name, f.size, limits))
@@ -161,5 +175,5 @@ async def _presign(ctx: IngestContext, uploads: list[dict[str, Any]], ttl: timed
 def _content_type(upload: dict[str, Any]) -> str:
     known = upload.get("poses")
     if known is None:
-        return PHOTO_TYPES[extension(upload["name"])]
+        return {**PHOTO_TYPES, **VIDEO_TYPES}[extension(upload["name"])]
     return "application/json" if known == POSES_FILE else "text/plain"

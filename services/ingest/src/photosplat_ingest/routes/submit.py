@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from photosplat_libs.db.models import Job
 from photosplat_libs.db.outbox import add_to_outbox
-from photosplat_libs.events import ImageInfo, JobOptions, Stage
+from photosplat_libs.events import ImageInfo, JobOptions, Stage, VideoInfo
 from photosplat_libs.security import hash_token, same, unseal_pub_key
 from photosplat_libs.store import ObjectNotFound
 
@@ -25,7 +25,7 @@ from photosplat_ingest.idempotency import Idempotent
 from photosplat_ingest.intake import Intake, delete_quietly, store_images, store_poses
 from photosplat_ingest.jobs import submission_events
 from photosplat_ingest.routes.common import (
-    IDEMPOTENT,
+    SUBMIT_REFUSALS,
     ApiKeyHeader,
     IdempotencyKeyHeader,
     as_http,
@@ -37,14 +37,16 @@ from photosplat_ingest.validation import (
     Rule,
     check_declared,
     check_uploaded_size,
+    is_video,
     poses_size_problem,
 )
+from photosplat_ingest.video_intake import store_uploaded_video
 
 
 def router(ctx: IngestContext) -> APIRouter:
     routes = APIRouter()
 
-    @routes.post("/recon/jobs/{job_id}/submit", responses=IDEMPOTENT, operation_id="submit_uploads")
+    @routes.post("/recon/jobs/{job_id}/submit", responses=SUBMIT_REFUSALS, operation_id="submit_uploads")
     async def submit_uploads(
         job_id: uuid.UUID, request: Request, idempotency_key: IdempotencyKeyHeader = None, api_key: ApiKeyHeader = None
     ) -> Response:
@@ -75,12 +77,14 @@ async def _submit_uploads_checked(
     job = await _submittable_job(ctx, job_id, token)
     options = JobOptions.model_validate(job.options)
     incoming = [u["key"] for u in job.uploads]
-    images, poses_key, stored = await _store_uploads(ctx, job)
+    video = await _store_video_upload(ctx, job)
+    images, poses_key, stored = ([], None, [video.key]) if video else await _store_uploads(ctx, job)
     pub_key = unseal_pub_key(job.pub_key_sealed, token, str(job_id))
     body = {
         "job_id": str(job_id),
         "status": "PENDING",
         "image_count": len(images),
+        "capture": "photos" if video is None else "video",
         "original_resolution": options.original_resolution,
         **ctx.links(job_id, pub_key),
     }
@@ -88,7 +92,8 @@ async def _submit_uploads_checked(
         async with ctx.db.transaction() as session:
             moved = await repository.mark_uploaded(session, job_id, len(images))
             if moved:
-                add_to_outbox(session, *submission_events(job_id, job.pub_key_hash, options, images, poses_key))
+                events = submission_events(job_id, job.pub_key_hash, options, images, poses_key, video)
+                add_to_outbox(session, *events)
                 if retry is not None:
                     await retry.record(session, job_id, 200, body, ctx.idempotency_ttl)
     except BaseException:
@@ -120,6 +125,14 @@ async def _submittable_job(ctx: IngestContext, job_id: uuid.UUID, token: str) ->
             410, f"the upload window of this job closed {window} after it was declared: use POST /recon/uploads again"
         )
     return job
+
+
+async def _store_video_upload(ctx: IngestContext, job: Job) -> VideoInfo | None:
+    """The job's one upload checked and stored as its video, when a video was declared."""
+    uploads = [u for u in job.uploads if "poses" not in u]
+    if len(uploads) == 1 and is_video(uploads[0]["name"]):
+        return await store_uploaded_video(ctx, job.id, uploads[0])
+    return None
 
 
 async def _store_uploads(ctx: IngestContext, job: Job) -> tuple[list[ImageInfo], str | None, list[str]]:

@@ -1,6 +1,7 @@
 """Validating the files of a request (docs/architecture.md §6): the rules and the checks that need no
 content (:mod:`.rules`), decoding and sanitising photos (:mod:`.photos`), and a client's poses files
-(:mod:`.poses_files`: a transforms.json, :mod:`.poses`, or a COLMAP text model, :mod:`.colmap_model`).
+(:mod:`.poses_files`: a transforms.json, :mod:`.poses`, or a COLMAP text model, :mod:`.colmap_model`),
+and a video sent instead of photos (:mod:`.video`).
 Pure functions; the callers decide where they run."""
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from photosplat_ingest.validation.rules import (
     check_count,
     check_declared,
     check_uploaded_size,
+    check_video_request,
     display_name,
     extension,
+    is_video,
     request_too_large,
 )
+from photosplat_ingest.validation.video import CheckedVideo, check_video
 
 __all__ = [
     "MAX_MODEL_FILE_BYTES",
@@ -34,6 +38,7 @@ __all__ = [
     "MIN_POSED_PHOTOS",
     "MODEL_FILES",
     "POSES_FILE",
+    "CheckedVideo",
     "FileError",
     "FileRejected",
     "KnownPoses",
@@ -47,8 +52,11 @@ __all__ = [
     "check_known_poses",
     "check_poses",
     "check_uploaded_size",
+    "check_video",
+    "check_video_request",
     "display_name",
     "extension",
+    "is_video",
     "poses_names",
     "poses_size_problem",
     "request_too_large",

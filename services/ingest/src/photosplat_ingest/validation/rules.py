@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
-from photosplat_libs.media import PHOTO_EXTENSIONS
+from photosplat_libs.media import PHOTO_EXTENSIONS, VIDEO_EXTENSIONS
 
 MAX_NAME_CHARS = 200
 
@@ -32,6 +32,11 @@ class Rule(StrEnum):
     DECLARED_SIZE = "declared_size"
     OPTIONS = "options"
     POSES = "poses"
+    CALLBACK_URL = "callback_url"
+    # a video upload
+    VIDEO = "video"
+    CODEC = "codec"
+    DURATION = "duration"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,12 @@ class Limits:
     max_files: int = 1000
     # One multipart request; larger sets go through presigned uploads.
     max_request_bytes: int = 1024 * 1024 * 1024
+    # One video instead of photos (see validation/video.py).
+    max_video_bytes: int = 2 * 1024 * 1024 * 1024
+    min_video_seconds: float = 2.0
+    max_video_seconds: float = 300.0
+    min_video_side: int = 240
+    max_video_pixels: int = 4096 * 2160
 
 
 @dataclass(frozen=True)
@@ -113,13 +124,36 @@ def request_too_large(size: int, limits: Limits) -> FileError:
 
 def check_declared(name: str, size: int | None, limits: Limits) -> FileError | None:
     """The checks that need no content: extension and byte size (when known before reading)."""
-    if extension(name) not in PHOTO_EXTENSIONS:
+    video = is_video(name)
+    if extension(name) not in PHOTO_EXTENSIONS and not video:
         allowed = ", ".join(sorted(PHOTO_EXTENSIONS))
-        return FileError(name, Rule.EXTENSION, f"file type not accepted (allowed: {allowed})")
+        videos = " or ".join(sorted(VIDEO_EXTENSIONS))
+        return FileError(name, Rule.EXTENSION, f"file type not accepted (allowed: {allowed}; or one {videos} video)")
     if size is not None and size == 0:
         return FileError(name, Rule.EMPTY, "the file is empty")
-    if size is not None and size > limits.max_file_bytes:
-        return FileError(name, Rule.MAX_BYTES, f"{size} bytes exceeds the limit of {limits.max_file_bytes} bytes")
+    limit = limits.max_video_bytes if video else limits.max_file_bytes
+    if size is not None and size > limit:
+        return FileError(name, Rule.MAX_BYTES, f"{size} bytes exceeds the limit of {limit} bytes")
+    return None
+
+
+def is_video(name: str) -> bool:
+    """Whether a display name is a video's (its content is checked all the same)."""
+    return extension(name) in VIDEO_EXTENSIONS
+
+
+def check_video_request(names: list[str], with_poses: bool) -> FileError | None:
+    """A video comes alone: one file, no photos and no poses (those name photos). None when the
+    request holds no video at all."""
+    videos = [name for name in names if is_video(name)]
+    if not videos:
+        return None
+    if len(names) > 1:
+        return FileError(
+            videos[0], Rule.VIDEO, f"a video comes alone: send one video, or photos ({len(names)} files were sent)"
+        )
+    if with_poses:
+        return FileError(videos[0], Rule.VIDEO, "known poses name photos: they cannot come with a video")
     return None
 
 

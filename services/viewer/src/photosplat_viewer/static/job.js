@@ -1,9 +1,14 @@
-// The owner's job page: polls the status API every 2 s until the job ends, and shows everything
-// the API knows about it. Cancel and delete use the owner's token.
+// The owner's job page: shows everything the API knows about the job. It follows the job's event
+// stream (state, log lines, curve points, the end) and reads the whole status again when the stage
+// or status changes; without the stream it polls the status API every 2 s until the job ends.
+// Cancel and delete use the owner's token.
 import { api, ApiError, el, formatBytes, formatDuration, getToken, setToken } from "./api.js";
 import { drawCurve } from "./curve.js";
+import { JobEvents } from "./events.js";
 
 const POLL_MS = 2000;
+// Log lines the page keeps from the stream.
+const LOG_LINES = 200;
 const TERMINAL = new Set(["DONE", "FAILED", "CANCELLED"]);
 const STAGES = {
   upload: "Waiting for the photos",
@@ -40,6 +45,9 @@ const TIME_LABELS = {
 const $ = (id) => document.getElementById(id);
 const jobId = $("job").dataset.jobId;
 let timer = null;
+let stream = null;
+let job = null;
+let streamedLog = [];
 let shownFilesFor = null;
 let errorsShown = 0;
 
@@ -156,29 +164,96 @@ function render(job) {
   }
   $("cancel-button").hidden = TERMINAL.has(job.status);
   $("stats").tBodies[0].replaceChildren(...statRows(job));
-  $("log-tail").textContent = job.log_tail.join("\n") || "(nothing logged yet)";
+  showLog(job);
   showWarnings(job);
   showCurve(job);
 }
 
-async function poll() {
+function showLog(job) {
+  const lines = streamedLog.length ? streamedLog.map((l) => l.line) : job.log_tail;
+  $("log-tail").textContent = lines.join("\n") || "(nothing logged yet)";
+}
+
+/** Reads the whole status once and shows it: the job, or null when it is not ours (or gone). */
+async function refresh() {
   try {
-    const job = await api(`/recon/jobs/${jobId}/status`);
+    job = await api(`/recon/jobs/${jobId}/status`);
     $("job-error").hidden = true;
     render(job);
     await Promise.all([showDownloads(job), showErrors(job)]);
-    if (TERMINAL.has(job.status)) return;
+    return job;
   } catch (error) {
     if (error instanceof ApiError && (error.status === 401 || error.status === 404)) {
+      stop();
       fail(error.status === 404
         ? "No job with this id belongs to this browser's token (it may have been deleted)."
         : "This browser has no valid token for this job.");
       $("no-token").hidden = false;
-      return;
+      return null;
     }
     fail(`Could not reach the server (${error.message}); trying again…`);
+    return undefined;
   }
+}
+
+async function poll() {
+  const current = await refresh();
+  if (current === null || (current && TERMINAL.has(current.status))) return;
   timer = window.setTimeout(poll, POLL_MS);
+}
+
+function onEvent(kind, data) {
+  if (kind === "log") {
+    streamedLog = [...streamedLog, ...data.lines].slice(-LOG_LINES);
+    if (job) showLog(job);
+  } else if (kind === "curve" && job) {
+    const kept = data.reset || !data.points.length ? [] : job.stats.curve.filter((p) => p.step < data.points[0].step);
+    job.stats.curve = [...kept, ...data.points];
+    showCurve(job);
+  } else if (kind === "state" && job) {
+    const moved = data.status !== job.status || data.stage !== job.stage || data.attempt !== job.attempt;
+    const { latest, ...fields } = data;
+    Object.assign(job, fields);
+    job.stats.latest = latest;
+    // A new stage brings figures the stream does not carry (SfM statistics, errors): read them.
+    if (moved) refresh();
+    else render(job);
+  } else if (kind === "final") {
+    refresh();
+  }
+}
+
+/** Follows the job's events; falls back to polling when the server offers no stream. */
+function follow() {
+  $("job").dataset.transport = "stream";
+  stream = new JobEvents(`/recon/jobs/${jobId}/events`, {
+    token: getToken(),
+    onEvent,
+    onUnavailable: () => {
+      stream = null;
+      $("job").dataset.transport = "polling";
+      poll();
+    },
+  });
+  stream.start();
+}
+
+async function start() {
+  stop();
+  const current = await refresh();
+  if (current === null || (current && TERMINAL.has(current.status))) return;
+  if (typeof ReadableStream === "undefined" || typeof TextDecoderStream === "undefined") {
+    $("job").dataset.transport = "polling";
+    timer = window.setTimeout(poll, POLL_MS);
+    return;
+  }
+  follow();
+}
+
+function stop() {
+  window.clearTimeout(timer);
+  if (stream) stream.close();
+  stream = null;
 }
 
 async function cancel() {
@@ -188,8 +263,8 @@ async function cancel() {
   } catch (error) {
     fail(`Cancel did not work: ${error.message}`);
   }
-  window.clearTimeout(timer);
-  poll();
+  // The stream brings the end as well; reading it now shows it at once.
+  refresh();
 }
 
 async function remove() {
@@ -200,7 +275,7 @@ async function remove() {
     fail(`Delete did not work: ${error.message}`);
     return;
   }
-  window.clearTimeout(timer);
+  stop();
   $("status-section").hidden = true;
   $("deleted").hidden = false;
 }
@@ -212,14 +287,13 @@ function init() {
     event.preventDefault();
     setToken($("token-input").value.trim());
     $("no-token").hidden = true;
-    window.clearTimeout(timer);
-    poll();
+    start();
   });
   if (!getToken()) {
     $("no-token").hidden = false;
     return;
   }
-  poll();
+  start();
 }
 
 init();
