@@ -236,7 +236,10 @@ class _Trainer:
         reports = ProgressReports(
             cfg.steps,
             cfg.progress_seconds,
-            EtaEstimator(cfg.steps, cfg.refine_stop, self.densifier.max_gaussians),
+            EtaEstimator(
+                cfg.steps, cfg.refine_stop, self.densifier.max_gaussians,
+                refine_every=cfg.refine_every, held_out_views=len(self.data.test),
+            ),
             self.device,
             hooks.progress,
             hooks.log,
