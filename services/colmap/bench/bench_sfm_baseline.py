@@ -31,6 +31,7 @@ import numpy as np
 import plain_colmap
 import pycolmap
 from photosplat_colmap import pipeline
+from photosplat_libs.errors import UserError
 from photosplat_colmap.capture import photos_from_folder, usable_cpus
 from photosplat_testkit.poses import buddha_truth, pose_errors, poses_of
 from photosplat_testkit.reporting import RecordingReporter
@@ -189,15 +190,20 @@ def bench(data: Path, spec: str, repeat: int, processes: bool, variants: list[tu
             run_dir = tmp / f"run-{index}"
             columns[0].runs.append(run_plain(images, run_dir / "plain", max_side))
             for column, (name, options) in zip(columns[1:], variants, strict=True):
-                column.runs.append(run_ours(images, run_dir / name, options))
+                try:
+                    column.runs.append(run_ours(images, run_dir / name, options))
+                except UserError as exc:  # a variant that cannot place the set is a result, not a crash
+                    print(f"  {spec} {name} failed: {exc}", file=sys.stderr)
             if processes:
                 plain, ours = time_processes(images, run_dir, max_side)
                 columns[0].processes.append(plain)
                 columns[1].processes.append(ours)
-            print(f"  {spec} run {index + 1}: " + ", ".join(f"{c.name} {c.runs[-1].total:.1f} s" for c in columns), file=sys.stderr)
+            print(f"  {spec} run {index + 1}: " + ", ".join(f"{c.name} {c.runs[-1].total:.1f} s" for c in columns if c.runs), file=sys.stderr)
             shutil.rmtree(run_dir)
         truth = buddha_truth(data / "buddha") if spec.partition(":")[0] == "buddha" else None
-        return table(spec, n, columns, truth)
+        failed = [c.name for c in columns if len(c.runs) < repeat]
+        note = f"\n\nfailed in some runs (left out): {', '.join(failed)}" if failed else ""
+        return table(spec, n, [c for c in columns if len(c.runs) == repeat], truth) + note
 
 
 def main() -> None:
