@@ -1,11 +1,12 @@
 """Trainer scaling on the CPU: the same batch of small training jobs with 1 and with 2 (or more)
 trainer replicas, each a separate ``python -m photosplat_trainer`` process on the real RabbitMQ and
-an S3 server. Prints a Markdown table: replicas, torch threads per replica, jobs, wall seconds,
-jobs/hour, the ratio to the first row, mean seconds per job, the trainers' CPU use and the load
-average before the run.
+an S3 server. Prints a Markdown table per threads policy: replicas, torch threads per replica, jobs,
+wall seconds, jobs/hour, the ratio to the policy's first row, mean seconds per job, the trainers'
+CPU use and the rest of the machine's (other processes: RabbitMQ, the S3 server, this script, and
+whatever else runs; shared machines need it to judge a row), and the load average before the run.
 
     python services/trainer/bench/bench_scaling.py [--replicas 1 2] [--jobs 8] [--max-steps 200]
-        [--size 160x120] [--views 12] [--threads share|N] [--amqp amqp://guest:guest@127.0.0.1:5672/]
+        [--size 160x120] [--views 12] [--threads share 1] [--amqp amqp://guest:guest@127.0.0.1:5672/]
         [--s3 http://127.0.0.1:5599]
 
 Each job is a synthetic scene with its true cameras stored as the job's SfM output (no SfM cost) and
@@ -13,7 +14,8 @@ an ``SfmDone`` naming it, as the colmap service would publish. Per row: a fresh 
 broker, the replicas started and consuming, one warm-up job per replica (not timed: it pays the
 lazy import of the training modules), then all ``--jobs`` published at once and timed until the last
 ``TrainingDone``. ``--threads share`` gives each replica ``cores // replicas`` torch threads
-(OMP_NUM_THREADS), so no row oversubscribes the cores; a number fixes it for every row. Without
+(OMP_NUM_THREADS), so no row oversubscribes the cores; a number fixes it for every row; a
+(replicas, threads) pair that two policies share is measured once. Without
 ``--s3`` a moto server is started on a free port. Check ``uptime`` first: the machine should be quiet.
 """
 
@@ -57,6 +59,7 @@ class Row:
     seconds: float
     job_seconds: float  # mean TrainingDone.timings.total_seconds
     cpu_share: float  # trainers' CPU seconds / (wall seconds x cores)
+    rest_share: float  # the machine's other busy CPU seconds, likewise
     load_before: float
     per_worker: dict[str, int]
 
@@ -81,8 +84,23 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-async def measure(args: argparse.Namespace, replicas: int, store_url: str, scene: Path, tmp: Path) -> Row:
-    threads = max(1, usable_cores() // replicas) if args.threads == "share" else int(args.threads)
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (Linux /proc/stat; NaN elsewhere)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # up to steal; guest time is in user
+
+
+def threads_for(policy: str, replicas: int) -> int:
+    return max(1, usable_cores() // replicas) if policy == "share" else int(policy)
+
+
+async def measure(
+    args: argparse.Namespace, replicas: int, threads: int, store_url: str, scene: Path, tmp: Path
+) -> Row:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     bus = RabbitBus(args.amqp, namespace=namespace)
     await bus.start()
@@ -97,7 +115,7 @@ async def measure(args: argparse.Namespace, replicas: int, store_url: str, scene
         "LOG_LEVEL": "INFO",
         "WORK_DIR": str(tmp / "work"),
     }
-    logs = tmp / f"logs-{replicas}"
+    logs = tmp / f"logs-{replicas}x{threads}"
     logs.mkdir()
     procs = ServiceProcesses(env, logs)
     fleet = TrainerFleet(procs, max_steps=args.max_steps)
@@ -109,17 +127,18 @@ async def measure(args: argparse.Namespace, replicas: int, store_url: str, scene
         warm = await run_batch(bus, recorder, warm_up, fleet, BATCH_TIMEOUT_SECONDS)
         assert len(warm.workers()) == replicas, f"a replica got no warm-up job: {warm.workers()}"
         pids = [procs.procs[name].pid for name in fleet.names]
-        load_before, cpu_before = os.getloadavg()[0], cpu_seconds(pids)
+        load_before, cpu_before, busy_before = os.getloadavg()[0], cpu_seconds(pids), machine_busy_seconds()
         result = await run_batch(bus, recorder, jobs, fleet, BATCH_TIMEOUT_SECONDS)
-        cpu = cpu_seconds(pids) - cpu_before
+        cpu, busy = cpu_seconds(pids) - cpu_before, machine_busy_seconds() - busy_before
     finally:
         await procs.stop()
         await bus.close()
         await delete_namespace(args.amqp, namespace)
-    return _row(replicas, threads, result, cpu, load_before)
+    return _row(replicas, threads, result, (cpu, busy - cpu), load_before)
 
 
-def _row(replicas: int, threads: int, result: BatchResult, cpu: float, load_before: float) -> Row:
+def _row(replicas: int, threads: int, result: BatchResult, cpu: tuple[float, float], load_before: float) -> Row:
+    capacity = result.seconds * usable_cores()
     job_seconds = statistics.mean(d.timings.total_seconds for d in result.done if d.timings is not None)
     return Row(
         replicas=replicas,
@@ -127,7 +146,8 @@ def _row(replicas: int, threads: int, result: BatchResult, cpu: float, load_befo
         jobs=len(result.done),
         seconds=result.seconds,
         job_seconds=job_seconds,
-        cpu_share=cpu / (result.seconds * usable_cores()),
+        cpu_share=cpu[0] / capacity,
+        rest_share=cpu[1] / capacity,
         load_before=load_before,
         per_worker=result.workers(),
     )
@@ -137,15 +157,15 @@ def table(rows: list[Row]) -> str:
     base = rows[0].jobs_per_hour
     lines = [
         "| replicas | torch threads each | jobs | wall s | jobs/hour | ratio | s per job (mean) | "
-        "trainers' CPU use | jobs per replica | load avg before |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "trainers' CPU use | rest of the machine | jobs per replica | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         spread = " / ".join(str(r.per_worker[name]) for name in sorted(r.per_worker))
         lines.append(
             f"| {r.replicas} | {r.threads} | {r.jobs} | {r.seconds:.1f} | {r.jobs_per_hour:.0f} | "
-            f"{r.jobs_per_hour / base:.2f}× | {r.job_seconds:.1f} | {r.cpu_share:.0%} | {spread} | "
-            f"{r.load_before:.2f} |"
+            f"{r.jobs_per_hour / base:.2f}× | {r.job_seconds:.1f} | {r.cpu_share:.0%} | {r.rest_share:.0%} | "
+            f"{spread} | {r.load_before:.2f} |"
         )
     return "\n".join(lines)
 
@@ -165,6 +185,19 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("moto server did not start")
 
 
+async def measure_all(args: argparse.Namespace, store_url: str, scene: Path, tmp: Path) -> dict[tuple[int, int], Row]:
+    """A row per (replicas, threads) that any policy asks for."""
+    measured: dict[tuple[int, int], Row] = {}
+    for policy in args.threads:
+        for replicas in args.replicas:
+            threads = threads_for(policy, replicas)
+            if (replicas, threads) not in measured:
+                row = await measure(args, replicas, threads, store_url, scene, tmp)
+                measured[replicas, threads] = row
+                print(f"{replicas} x {threads} threads: {row.seconds:.1f} s", file=sys.stderr, flush=True)
+    return measured
+
+
 async def main(args: argparse.Namespace) -> None:
     width, height = (int(v) for v in args.size.split("x"))
     moto = None
@@ -177,10 +210,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
             scene = write_training_scene(Path(tmp) / "scene", views=args.views, width=width, height=height)
-            rows = []
-            for replicas in args.replicas:
-                rows.append(await measure(args, replicas, store_url, scene, Path(tmp)))
-                print(f"{replicas} replica(s): {rows[-1].seconds:.1f} s", file=sys.stderr, flush=True)
+            measured = await measure_all(args, store_url, scene, Path(tmp))
     finally:
         await store.delete_prefix("")
         remove = getattr(store, "remove_bucket", None)
@@ -189,8 +219,10 @@ async def main(args: argparse.Namespace) -> None:
         if moto is not None:
             moto.terminate()
     print(f"{platform.node()}, {usable_cores()} usable cores, {args.jobs} jobs of {args.views} views "
-          f"{args.size}, {args.max_steps} steps (preset preview on the CPU)\n")
-    print(table(rows))
+          f"{args.size}, {args.max_steps} steps (preset preview on the CPU)")
+    for policy in args.threads:
+        print(f"\ntorch threads per replica: {policy}\n")
+        print(table([measured[replicas, threads_for(policy, replicas)] for replicas in args.replicas]))
 
 
 def parse_args() -> argparse.Namespace:
@@ -200,7 +232,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--size", default="160x120", help="WxH of the scene's images")
     p.add_argument("--views", type=int, default=12)
-    p.add_argument("--threads", default="share", help="torch threads per replica: share (cores // replicas) or N")
+    p.add_argument("--threads", nargs="+", default=["share"], help="per replica: share (cores // replicas) or N")
     p.add_argument("--amqp", default=os.environ.get("PHOTOSPLAT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/"))
     p.add_argument("--s3", default=os.environ.get("PHOTOSPLAT_TEST_S3"), help="S3 server URL (any credentials)")
     return p.parse_args()
