@@ -6,12 +6,12 @@ someone."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
 from photosplat_libs.bus import Bus
 from photosplat_libs.observability.metrics import QUEUE_CONSUMERS, QUEUE_MESSAGES
+from photosplat_libs.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ REFRESH_SECONDS = 15.0
 
 class QueueGauges:
     def __init__(self, bus: Bus, queues: Sequence[str], interval_seconds: float = REFRESH_SECONDS) -> None:
-        self._bus, self._queues, self._interval = bus, tuple(queues), interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._bus, self._queues = bus, tuple(queues)
+        self._periodic = Periodic("photosplat-queue-gauges", self.refresh, interval_seconds)
 
     async def refresh(self) -> None:
         for name in self._queues:
@@ -36,16 +36,7 @@ class QueueGauges:
                 QUEUE_CONSUMERS.labels(name).set(stats.consumers)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="photosplat-queue-gauges")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def _loop(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(self._interval)
+        await self._periodic.stop()

@@ -20,7 +20,6 @@ from fastapi.security import HTTPBearer
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from photosplat_libs import security
 from photosplat_libs.api_errors import error_responses
 from photosplat_libs.bus import Bus
 from photosplat_libs.db import Database
@@ -116,13 +115,6 @@ class JobApi:
         )
         return router
 
-    def _viewer_url(self, job: Job | Row[Any], caller: Caller) -> str | None:
-        """Only the owner's token opens the sealed public key; the admin gets no link."""
-        if job.status != JobStatus.DONE or caller.admin or not job.pub_key_sealed:
-            return None
-        pub_key = security.unseal_pub_key(job.pub_key_sealed, caller.token, str(job.id))
-        return f"{self.settings.public_base_url}/v/{pub_key}" if pub_key else None
-
     async def _visible_job(self, session: AsyncSession, caller: Caller, job_id: uuid.UUID, *, lock: bool) -> Job:
         job = await (repo.lock_job(session, job_id) if lock else repo.get_job(session, job_id))
         if job is None or not caller.may_see(job):
@@ -135,7 +127,8 @@ class JobApi:
         job, tail = await self._status_of(job_id)
         if job is None or not caller.may_see(job):
             raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
-        return Response(responses.status_json(job, self._viewer_url(job, caller), tail), media_type="application/json")
+        body = responses.status_json(job, caller.viewer_url(job, self.settings.public_base_url), tail)
+        return Response(body, media_type="application/json")
 
     async def _status_of(self, job_id: uuid.UUID) -> tuple[Row[Any] | None, list[Any]]:
         now, ttl = time.monotonic(), self.settings.status_cache_seconds
@@ -170,7 +163,7 @@ class JobApi:
                 limit=limit,
                 offset=offset,
             )
-            items = [responses.summary(job, self._viewer_url(job, caller)) for job in jobs]
+            items = [responses.summary(job, caller.viewer_url(job, self.settings.public_base_url)) for job in jobs]
         return responses.JobPage(items=items, total=total, limit=limit, offset=offset)
 
     async def job_errors(self, job_id: uuid.UUID, request: Request) -> list[responses.ErrorView]:

@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request, status
 from sqlalchemy import Row
 
 from photosplat_libs import security
-from photosplat_libs.db.models import Job
+from photosplat_libs.db.models import Job, JobStatus
 from photosplat_status.settings import StatusSettings
 
 
@@ -24,6 +24,13 @@ class Caller:
 
     def may_see(self, job: Job | Row[Any]) -> bool:
         return self.admin or security.same(job.owner_hash, self.owner_hash)
+
+    def viewer_url(self, job: Job | Row[Any], public_base_url: str) -> str | None:
+        """Only the owner's token opens the sealed public key; the admin gets no link."""
+        if job.status != JobStatus.DONE or self.admin or not job.pub_key_sealed:
+            return None
+        pub_key = security.unseal_pub_key(job.pub_key_sealed, self.token, str(job.id))
+        return f"{public_base_url}/v/{pub_key}" if pub_key else None
 
 
 def bearer_token(request: Request) -> str | None:

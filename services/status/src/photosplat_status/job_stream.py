@@ -16,14 +16,11 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi.sse import format_sse_event
 from pydantic import BaseModel
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from photosplat_libs import security
 from photosplat_libs.db.job_statistics import CurvePoint, JobStatistics
 from photosplat_libs.db.models import TERMINAL, JobStatus, LogLine
 from photosplat_status import repository as repo
@@ -96,14 +93,6 @@ class Batch:
         self.frames.append(Frame(kind, data, cursor))
 
 
-def viewer_url(settings: StatusSettings, job: Row[Any], caller: Caller) -> str | None:
-    """As the status route's: only the owner's token opens the sealed public key; no admin link."""
-    if job.status != JobStatus.DONE or caller.admin or not job.pub_key_sealed:
-        return None
-    pub_key = security.unseal_pub_key(job.pub_key_sealed, caller.token, str(job.id))
-    return f"{settings.public_base_url}/v/{pub_key}" if pub_key else None
-
-
 def _log_event(lines: Sequence[LogLine]) -> LogEvent:
     return LogEvent(lines=[LogLineView(stage=line.stage, line=line.line, time=line.created_at) for line in lines])
 
@@ -122,7 +111,7 @@ class JobStream:
             stats = previous.stats
         else:
             stats = JobStatistics.model_validate_json(row.statistics_json)
-        summary = responses.summary(row, viewer_url(self.settings, row, caller))
+        summary = responses.summary(row, caller.viewer_url(row, self.settings.public_base_url))
         state = StateEvent(**dict(summary), latest=stats.latest, metrics=row.held_out)
         return Snapshot(state, stats, row.statistics_json)
 

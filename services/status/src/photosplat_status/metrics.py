@@ -8,8 +8,6 @@ alerts take ``max``)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,10 +19,9 @@ from photosplat_libs.db.models import JobStatus
 from photosplat_libs.events import ImagesValidated, Stage
 from photosplat_libs.observability.metrics import JOBS, JOBS_STUCK
 from photosplat_libs.observability.queues import QueueGauges
+from photosplat_libs.periodic import Periodic
 from photosplat_status import repository as repo
 from photosplat_status.settings import StatusSettings
-
-log = logging.getLogger(__name__)
 
 # Counting scans the jobs table: twice a scrape interval is fresh enough for a gauge.
 REFRESH_SECONDS = 30.0
@@ -50,7 +47,7 @@ class StatusMetrics:
     def __init__(self, settings: StatusSettings, db: Database, bus: Bus) -> None:
         self._settings, self._db = settings, db
         self._queues = QueueGauges(bus, WATCHED_QUEUES)
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("status-metrics", self.refresh, REFRESH_SECONDS)
 
     async def refresh(self) -> None:
         silent_since = datetime.now(timezone.utc) - timedelta(seconds=self._settings.lease_seconds)
@@ -63,20 +60,7 @@ class StatusMetrics:
         await self._queues.refresh()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="status-metrics")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("refreshing the job metrics failed, will retry", exc_info=True)
-            await asyncio.sleep(REFRESH_SECONDS)
+        await self._periodic.stop()

@@ -17,6 +17,7 @@ import httpx
 
 from photosplat_libs.db import Database
 from photosplat_libs.db.models import WebhookAttempt, WebhookDelivery
+from photosplat_libs.periodic import Periodic
 from photosplat_libs.webhooks.addresses import RESOLVE_TIMEOUT_SECONDS
 from photosplat_status.settings import StatusSettings
 from photosplat_status.webhooks import queries
@@ -35,7 +36,7 @@ class WebhookSender:
     ) -> None:
         self._settings, self._db, self._transport = settings, db, transport
         self._client: httpx.AsyncClient | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("webhook-sender", self._pass, settings.webhook_poll_seconds)
 
     def retry_delay(self, attempts: int) -> float:
         """Exponential back-off with jitter: base x 2^(n-1), capped, less up to half at random."""
@@ -108,25 +109,14 @@ class WebhookSender:
             )
         return self._client
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await self.run_once() >= self._settings.webhook_batch:
-                    continue  # more may be due
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook sender: a pass failed, will retry")
-            await asyncio.sleep(self._settings.webhook_poll_seconds)
+    async def _pass(self) -> bool:
+        return await self.run_once() >= self._settings.webhook_batch  # a full batch: more may be due
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="webhook-sender")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._periodic.stop()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
