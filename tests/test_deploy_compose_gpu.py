@@ -1,5 +1,5 @@
 """deploy/compose.gpu.yaml: on a GPU host, one CUDA trainer per GPU, each held to its own device, with
-the same settings as compose.yaml's trainer. Read from the file, and merged by the compose CLI where
+the same settings as compose.yaml's trainer, and the colmap service on pycolmap's CUDA build. Read from the file, and merged by the compose CLI where
 one is installed (as scripts/test installs docker-compose)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _gpu_of(service: dict[str, Any]) -> list[str]:
 def test_each_trainer_holds_its_own_gpu() -> None:
     services = yaml.safe_load(GPU.read_text())["services"]
     trainers = {name: s for name, s in services.items() if name.startswith("trainer")}
-    assert set(services) == set(trainers) and len(trainers) >= 2
+    assert set(services) == {*trainers, "colmap"} and len(trainers) >= 2
     devices = {name: _gpu_of(s) for name, s in trainers.items()}
     assert devices["trainer"] == ["0"]
     for name, ids in devices.items():
@@ -44,6 +44,12 @@ def test_each_trainer_holds_its_own_gpu() -> None:
         assert service["build"]["dockerfile"] == "deploy/docker/trainer-cuda.Dockerfile"
         assert service["environment"]["PHOTOSPLAT_TRAINER_DEVICE"] == "cuda"
         assert service["healthcheck"]["test"] == ["CMD", "photosplat-worker-alive", "trainer"]
+
+
+def test_colmap_runs_on_the_cuda_build_beside_the_first_trainer() -> None:
+    colmap = yaml.safe_load(GPU.read_text())["services"]["colmap"]
+    assert colmap["build"]["dockerfile"] == "deploy/docker/colmap-cuda.Dockerfile"
+    assert _gpu_of(colmap) == ["0"]
 
 
 def _compose_cli() -> list[str] | None:
@@ -78,3 +84,8 @@ def test_the_compose_cli_merges_the_override_into_gpu_trainers(tmp_path: Path) -
         assert trainer["shm_size"] == cpu["trainer"]["shm_size"]
         assert trainer["build"]["dockerfile"] == "deploy/docker/trainer-cuda.Dockerfile"
     assert [_gpu_of(gpu[n]) for n in ("trainer", "trainer-gpu1")] == [["0"], ["1"]]
+    # colmap keeps every setting of the CPU file; only its image and the GPU change.
+    for key in ("environment", "depends_on", "healthcheck"):
+        assert gpu["colmap"][key] == cpu["colmap"][key], key
+    assert gpu["colmap"]["build"]["dockerfile"] == "deploy/docker/colmap-cuda.Dockerfile"
+    assert _gpu_of(gpu["colmap"]) == ["0"]

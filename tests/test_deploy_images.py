@@ -34,7 +34,7 @@ def _stages(dockerfile: str) -> list[str]:
 
 def test_there_is_an_image_per_service_and_a_cuda_trainer() -> None:
     names = {p.name.removesuffix(".Dockerfile") for p in DOCKERFILES}
-    assert names == {"ingest", "status", "viewer", "colmap", "trainer", "trainer-cuda"}
+    assert names == {"ingest", "status", "viewer", "colmap", "colmap-cuda", "trainer", "trainer-cuda"}
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -93,6 +93,19 @@ def test_the_cuda_image_compiles_gsplat_at_build_for_the_named_gpus() -> None:
     assert "find_spec('gsplat.csrc')" in runtime
     assert "nvcc" not in runtime and "devel" not in runtime
     assert 'CMD ["python", "-m", "photosplat_trainer"]' in runtime
+
+
+def test_the_cuda_colmap_image_replaces_pycolmap_by_its_cuda_build_at_the_locked_version() -> None:
+    text = (DOCKER / "colmap-cuda.Dockerfile").read_text().replace("\\\n", " ")
+    lock, cuda = _pins(LOCK.read_text()), _pins((DOCKER / "colmap-cuda.constraints").read_text())
+    assert cuda["pycolmap-cuda12"] == lock["pycolmap"]
+    assert set(cuda) & set(lock) == set(), "nothing pinned twice"
+    install = text.index("pip install -c /src/requirements.lock /src/libs /src/services/colmap")
+    assert install < text.index("pip uninstall -y pycolmap") < text.index("colmap-cuda.constraints pycolmap-cuda12")
+    assert "assert pycolmap.has_cuda" in text
+    # What the CUDA build links to beyond its wheel (readelf -d of pycolmap-cuda12 4.2.1's _core).
+    assert "libsm6 libice6 libx11-6 libxext6" in text
+    assert 'CMD ["python", "-m", "photosplat_colmap"]' in text
 
 
 def test_the_cpu_trainer_image_stays() -> None:

@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-tree", type=Path, help="COLMAP vocabulary tree file for retrieval matching")
     p.add_argument("--poses", type=Path, help="known poses (COLMAP model folder or transforms.json): skip SfM")
     p.add_argument("--work-dir", type=Path, help="keep the database and attempts here (default: a temp folder)")
+    p.add_argument("--cpu", action="store_true", help="SIFT on the CPU even where pycolmap's CUDA build sees a GPU")
     return p
 
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         matcher=args.matcher,
         mapper=args.mapper,
         vocab_tree=args.vocab_tree,
+        use_gpu=not args.cpu,
     )
     reporter = ConsoleReporter()
     with tempfile.TemporaryDirectory(prefix="photosplat-sfm-") as tmp:

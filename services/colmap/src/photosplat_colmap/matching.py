@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pycolmap
 
-from photosplat_colmap import mapping
+from photosplat_colmap import devices, mapping
 from photosplat_colmap.capture import Prepared
 from photosplat_colmap.progress import SfmProgress, chunk_size
 from photosplat_colmap.types import SfmOptions
@@ -75,16 +75,18 @@ def match(
     """Match with ``matcher``; ``progress`` reports per chunk where the matcher allows it."""
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = options.num_threads
-    matching.use_gpu = pycolmap.has_cuda
+    device = devices.sift_device(options)
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = mapping.RANDOM_SEED
     db = str(database)
     in_chunks = progress is not None and len(names) > EXHAUSTIVE_ONE_CALL_MAX_IMAGES and all(" " not in n for n in names)
     if matcher == "exhaustive" and in_chunks:
         assert progress is not None
-        _match_pairs_in_chunks(database, list(itertools.combinations(names, 2)), matching, verification, progress)
+        _match_pairs_in_chunks(
+            database, list(itertools.combinations(names, 2)), matching, verification, device, progress
+        )
     elif matcher == "exhaustive":
-        pycolmap.match_exhaustive(db, matching_options=matching, verification_options=verification)
+        pycolmap.match_exhaustive(db, matching_options=matching, verification_options=verification, device=device)
     elif matcher == "sequential":
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = SEQUENTIAL_OVERLAP
@@ -95,7 +97,7 @@ def match(
             pairing.loop_detection = True
             pairing.vocab_tree_path = str(options.vocab_tree)
         pycolmap.match_sequential(
-            db, matching_options=matching, pairing_options=pairing, verification_options=verification
+            db, matching_options=matching, pairing_options=pairing, verification_options=verification, device=device
         )
     elif matcher == "vocabtree":
         if options.vocab_tree is None:
@@ -104,7 +106,7 @@ def match(
         pairing.vocab_tree_path = str(options.vocab_tree)
         pairing.num_threads = options.num_threads
         pycolmap.match_vocabtree(
-            db, matching_options=matching, pairing_options=pairing, verification_options=verification
+            db, matching_options=matching, pairing_options=pairing, verification_options=verification, device=device
         )
     else:
         raise ValueError(f"unknown matcher {matcher!r}")
@@ -115,6 +117,7 @@ def _match_pairs_in_chunks(
     pairs: list[tuple[str, str]],
     matching: pycolmap.FeatureMatchingOptions,
     verification: pycolmap.TwoViewGeometryOptions,
+    device: pycolmap.Device,
     progress: SfmProgress,
 ) -> None:
     """Exhaustive matching as ~10 explicit pair lists, so that progress moves through the pairs
@@ -127,7 +130,11 @@ def _match_pairs_in_chunks(
         pairing = pycolmap.ImportedPairingOptions()
         pairing.match_list_path = pair_file
         pycolmap.match_image_pairs(
-            str(database), matching_options=matching, pairing_options=pairing, verification_options=verification
+            str(database),
+            matching_options=matching,
+            pairing_options=pairing,
+            verification_options=verification,
+            device=device,
         )
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pycolmap
 from photosplat_libs.errors import UserError
 
-from photosplat_colmap import outputs
+from photosplat_colmap import devices, outputs
 from photosplat_colmap.capture import CaptureReport, Photo, prepare, usable_cpus
-from photosplat_colmap.extraction import extract, num_keypoints
+from photosplat_colmap.extraction import extract, num_keypoints, share_one_camera
 from photosplat_colmap.fallbacks import fail_if_poor, map_with_fallbacks
 from photosplat_colmap.mapping import Attempt
 from photosplat_colmap.matching import choose_matcher, match, num_verified_pairs
@@ -93,7 +93,8 @@ class _Steps:
         extract(capture, self.images_dir, self.database, self.options, self.progress)
         self.timings["extraction"] = time.monotonic() - t
         self.reporter.log(
-            f"feature extraction: {num_keypoints(self.database)} features in {self.timings['extraction']:.1f} s"
+            f"feature extraction: {num_keypoints(self.database)} features in {self.timings['extraction']:.1f} s",
+            devices.describe(self.options),
         )
         self.progress.finish("extraction")
 
@@ -104,6 +105,7 @@ class _Steps:
         self.reporter.log(f"matching: {matcher} ({why})")
         names = [p.photo.name for p in capture.kept]
         match(self.database, matcher, self.options, names, self.progress)
+        share_one_camera(self.database, capture.kept)
         pairs = num_verified_pairs(self.database)
         self.timings["matching"] = time.monotonic() - t
         self.reporter.log(f"matching: {pairs} verified image pairs in {self.timings['matching']:.1f} s")

@@ -46,6 +46,9 @@ class SfmOptions:
     upsample_small_images: bool | None = None
     # The photos are frames of one video, in order: matched sequentially (matcher "auto").
     video: bool = False
+    # SIFT extraction and matching on a GPU where pycolmap's CUDA build sees one (devices.py);
+    # False keeps them on the CPU even there.
+    use_gpu: bool = True
 
 
 @dataclass
