@@ -8,9 +8,10 @@ matching ended on a 2-core machine (docs/benchmarks.md, "ETA on a 2-core CPU job
 
 Measured on that machine (buddha: 67 photos of 1368 px, ~1,100 features each; lund: 29 of 1024 px,
 upsampled, ~6,200 features; with and without other load):
-- matching's time per pair grows as extraction's time per photo to the power 1.5 (lund's 4.7x
-  slower extraction per photo came with 11x slower matching per pair); up to 100 photos it is one
-  COLMAP call that reports nothing, so this prediction is all there is until it ends;
+- matching's time per pair grows as the square of extraction's time per photo (lund's 3.3x slower
+  extraction per photo came with 10.8x slower matching per pair, re-measured after pairs were
+  verified with one camera per photo, which halved matching); up to 100 photos it is one COLMAP
+  call that reports nothing, so this prediction is all there is until it ends;
 - mapping takes ~0.2 of extraction's time per photo (0.16-0.30), plus any fallback attempt;
 - undistortion decodes, resamples and writes every photo as the capture check does, at ~7x its time
   (5-11x): extraction's pixels are 4x when upsampled, undistortion's are not.
@@ -21,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 STEPS = ("capture", "extraction", "matching", "mapping", "undistortion")
-MATCHING_SECONDS_PER_PAIR = 0.0675  # x (extraction seconds per photo) ** MATCHING_EXPONENT
-MATCHING_EXPONENT = 1.5
+MATCHING_SECONDS_PER_PAIR = 0.158  # x (extraction seconds per photo) ** MATCHING_EXPONENT
+MATCHING_EXPONENT = 2.0
 MAPPING_PER_EXTRACTION = 0.2
 UNDISTORTION_PER_CAPTURE = 7.0
 # Pairs before matching says: every pair (exhaustive: the matcher of sets up to hundreds), else neighbours.
