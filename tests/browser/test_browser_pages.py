@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -209,3 +210,26 @@ def test_job_page_polls_when_the_server_offers_no_event_stream(server, watched, 
     edit_job(job.job_id, progress=0.7)
     expect(page.locator("#progress-text")).to_contain_text("stage sfm: 70 %")
     assert _requests_to(watched, "/status") >= 2
+
+
+def _seconds_left(page) -> int:
+    text = page.locator("#progress-text").inner_text()
+    found = re.search(r"about (\d+) s left", text)
+    assert found, text
+    return int(found.group(1))
+
+
+def test_the_eta_counts_down_between_reports(server, watched, done_job) -> None:
+    """SfM's matching reports nothing for up to a minute: the page counts the worker's estimate down
+    from when the worker made it (eta_at), on the server's clock."""
+    made = datetime.now(UTC) - timedelta(seconds=20)
+    job = done_job({}, status="RUNNING", stage="sfm", progress=0.35, finished_at=None, eta_seconds=80.0, eta_at=made)
+    page = watched.page
+    page.goto(f"{server.base}/")
+    page.evaluate("token => localStorage.setItem('photosplat.token', token)", job.token)
+    page.goto(f"{server.base}/jobs/{job.job_id}")
+    expect(page.locator("#progress-text")).to_contain_text("s left in this stage")
+    first = _seconds_left(page)
+    assert 50 <= first <= 61, first  # 80 s made 20 s ago, less the page's own start
+    page.wait_for_timeout(3000)
+    assert 2 <= first - _seconds_left(page) <= 4

@@ -61,7 +61,7 @@ async def test_the_owner_reads_the_status_of_a_finished_job(embedded: Any, kit: 
     assert body["viewer_url"] == f"http://127.0.0.1:8000/v/{job.pub_key}"
     assert (body["error"], body["error_stage"], body["attempt"]) == (None, None, 1)
     expected = {
-        "job_id", "status", "stage", "progress", "overall_progress", "eta_seconds", "log_tail", "created_at",
+        "job_id", "status", "stage", "progress", "overall_progress", "eta_seconds", "eta_at", "log_tail", "created_at",
         "started_at", "finished_at", "processing_time_seconds", "image_count", "registered_image_count",
         "gaussian_count", "file_size_mb", "file_sizes", "metrics", "stats", "viewer_url", "error", "error_stage",
         "attempt",

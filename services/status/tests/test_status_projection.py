@@ -147,6 +147,8 @@ async def test_a_whole_pipeline_is_projected(db: Database, folder_store: ObjectS
     assert row is not None
     assert (row.status, row.stage, row.progress, row.eta_seconds) == (JobStatus.RUNNING, "sfm", 0.5, 10)
     assert (row.started_at, row.heartbeat_at, row.image_count) == (at(2), at(3), 3)
+    # made at at(3): 4 s later, 6 s are left
+    assert row.eta_at == at(3) and row.eta_left(at(7)) == 6 and row.eta_left(at(30)) == 0
 
     await apply(db, folder_store, *events[4:])
     row = await kit.load_job(db, job.id)
@@ -209,13 +211,14 @@ async def test_reordered_events_never_move_a_stage_or_progress_back(
     row = await kit.load_job(db, job.id)
     assert row is not None
     assert (row.stage, row.progress, row.heartbeat_at) == ("train", 0.0, at(11))
+    assert (row.eta_seconds, row.eta_at) == (None, None), "a new stage has no estimate yet"
 
     ahead = StageProgress(job_id=job.id, stage=Stage.TRAIN, fraction=0.6, eta_seconds=40, occurred_at=at(30))
     behind = StageProgress(job_id=job.id, stage=Stage.TRAIN, fraction=0.3, eta_seconds=70, occurred_at=at(20))
     await apply(db, folder_store, ahead, behind)
     row = await kit.load_job(db, job.id)
     assert row is not None
-    assert (row.progress, row.eta_seconds, row.heartbeat_at) == (0.6, 40, at(30))
+    assert (row.progress, row.eta_seconds, row.eta_at, row.heartbeat_at) == (0.6, 40, at(30), at(30))
 
 
 async def test_a_later_attempt_restarts_progress_an_older_one_cannot(

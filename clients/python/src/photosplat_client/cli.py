@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -66,7 +67,10 @@ def _submit(args: argparse.Namespace) -> int:
 def _describe(status: JobStatus) -> str:
     line = f"{status.status} {status.stage} {status.progress:.0%} (overall {status.overall_progress:.0%})"
     if status.eta_seconds is not None and not status.status.terminal:
-        line += f", about {status.eta_seconds:.0f} s left in this stage"
+        left = status.eta_seconds
+        if status.eta_at is not None:
+            left = max(0.0, left - (datetime.now(timezone.utc) - status.eta_at).total_seconds())
+        line += f", about {left:.0f} s left in this stage"
     return line
 
 

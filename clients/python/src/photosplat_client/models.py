@@ -76,6 +76,8 @@ class JobStatus(_Answer):
     progress: float
     overall_progress: float
     eta_seconds: float | None = None
+    # when the worker made that estimate (absent from older servers): less has been left since
+    eta_at: datetime | None = None
     created_at: datetime
     finished_at: datetime | None = None
     processing_time_seconds: float | None = None

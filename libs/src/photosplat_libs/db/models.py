@@ -105,6 +105,8 @@ class Job(Base):
     stage: Mapped[str] = mapped_column(String(16), default="upload")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
+    # when the worker made that estimate: pages count down from it between reports
+    eta_at: Mapped[datetime | None]
     error_message: Mapped[str | None] = mapped_column(Text)
     error_stage: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(index=True)
@@ -127,6 +129,13 @@ class Job(Base):
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # presigned flow: the files the client declared, [{name, key, size}]
     uploads: Mapped[list[Any]] = mapped_column(default=list)
+
+    def eta_left(self, now: datetime) -> float | None:
+        """The stage's ETA as of ``now``: the worker's estimate less the time since it made it
+        (at least 0; None when there is no estimate)."""
+        if self.eta_seconds is None or self.eta_at is None:
+            return self.eta_seconds
+        return max(0.0, self.eta_seconds - (now - self.eta_at).total_seconds())
 
 
 class ErrorLog(Base):

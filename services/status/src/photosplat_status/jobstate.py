@@ -19,7 +19,7 @@ def is_terminal(job: Job) -> bool:
 
 def _restart_progress(job: Job, attempt: int) -> None:
     job.progress = 0.0
-    job.eta_seconds = None
+    job.eta_seconds = job.eta_at = None
     job.progress_attempt = attempt
 
 
@@ -57,7 +57,7 @@ def finish(job: Job, status: JobStatus, at: datetime) -> None:
     """Move a job that is not terminal yet to a terminal status."""
     job.status = status
     job.finished_at = at
-    job.eta_seconds = None
+    job.eta_seconds = job.eta_at = None
     begun = job.started_at or job.created_at
     job.processing_time_seconds = max(0.0, (at - begun).total_seconds())
 

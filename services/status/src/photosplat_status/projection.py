@@ -97,6 +97,7 @@ async def on_stage_progress(event: StageProgress, ctx: Projecting) -> None:
     jobstate.set_running(job, event.occurred_at)
     job.progress = event.fraction
     job.eta_seconds = event.eta_seconds
+    job.eta_at = event.occurred_at if event.eta_seconds is not None else None
     reported = event.metrics.reported()
     if reported:
         latest = LatestProgress(stage=event.stage, **reported)

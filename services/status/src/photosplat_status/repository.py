@@ -40,7 +40,7 @@ UNFINISHED = tuple(s.value for s in JobStatus if s not in TERMINAL)
 # once: building a statement and its cache key cost more than running it.
 _STATUS_QUERY = select(
     *(Job.id, Job.owner_hash, Job.pub_key_sealed, Job.status, Job.stage, Job.progress, Job.eta_seconds),
-    *(Job.error_message, Job.error_stage, Job.created_at, Job.started_at, Job.finished_at, Job.attempt),
+    *(Job.eta_at, Job.error_message, Job.error_stage, Job.created_at, Job.started_at, Job.finished_at, Job.attempt),
     *(Job.processing_time_seconds, Job.image_count, Job.registered_image_count, Job.gaussian_count),
     *(Job.file_sizes, Job.held_out, cast(Job.statistics, Text).label("statistics_json")),
 ).where(Job.id == bindparam("job_id"))

@@ -34,6 +34,7 @@ class JobColumns(Protocol):
     stage: str
     progress: float
     eta_seconds: float | None
+    eta_at: datetime | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -54,8 +55,10 @@ class JobSummary(BaseModel):
     # fraction of the current stage done
     progress: float
     overall_progress: float
-    # the worker's estimate for the current stage
+    # the worker's estimate for the current stage, made at ``eta_at``: what is left now is
+    # eta_seconds - (now - eta_at) (the worker reports again within seconds while it works)
     eta_seconds: float | None
+    eta_at: datetime | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -125,6 +128,7 @@ def _summary_fields(job: JobColumns, viewer_url: str | None) -> dict[str, Any]:
         progress=job.progress,
         overall_progress=overall_progress(job),
         eta_seconds=job.eta_seconds,
+        eta_at=job.eta_at,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

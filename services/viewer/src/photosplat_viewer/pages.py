@@ -3,6 +3,7 @@ template engine (autoescape), error messages included: they may quote user input
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 from fastapi.responses import HTMLResponse
@@ -145,5 +146,5 @@ def job_page(job: Job, pub_key: str, public_base_url: str, *, viewer_installed: 
         refresh_seconds=REFRESH_SECONDS,
         stage_label=_STAGE_LABELS.get(job.stage, "Working"),
         percent=round(max(0.0, min(1.0, job.progress or 0.0)) * 100),
-        eta=_duration(job.eta_seconds) if job.eta_seconds else "",
+        eta=_duration(left) if (left := job.eta_left(datetime.now(timezone.utc))) else "",
     )

@@ -32,6 +32,21 @@ function describeDetail(status, detail) {
   return `the server answered ${status}`;
 }
 
+// The server's clock less this browser's, from the Date header of its answers (1 s resolution):
+// times the server states (an ETA's eta_at) are compared with its clock, not a phone's.
+let serverOffsetMs = 0;
+
+/** Notes the server's time from an answer's Date header. */
+export function noteServerDate(response) {
+  const date = Date.parse(response.headers.get("Date") || "");
+  if (!Number.isNaN(date)) serverOffsetMs = date - Date.now();
+}
+
+/** Now on the server's clock, in milliseconds. */
+export function serverNow() {
+  return Date.now() + serverOffsetMs;
+}
+
 /** fetch() JSON with the Bearer token; throws ApiError with the server's detail on a 4xx/5xx. */
 export async function api(path, { method = "GET", body, token = getToken() } = {}) {
   const headers = { Accept: "application/json" };
@@ -43,6 +58,7 @@ export async function api(path, { method = "GET", body, token = getToken() } = {
     body: body === undefined ? undefined : JSON.stringify(body),
     cache: "no-store",
   });
+  noteServerDate(response);
   if (response.status === 204) return null;
   let payload = null;
   try {

@@ -1,6 +1,8 @@
 // Follows a job's Server-Sent Events (GET /recon/jobs/{id}/events) and reconnects with
 // Last-Event-ID as EventSource does. Not EventSource itself: it cannot send the Bearer token, and the
 // token never travels in a URL (docs/architecture.md §6); fetch() reads the same stream with it.
+import { noteServerDate } from "./api.js";
+
 const MAX_FAILURES = 3;
 
 const sleep = (ms) => new Promise((resolve) => window.setTimeout(resolve, ms));
@@ -58,6 +60,7 @@ export class JobEvents {
     const headers = { Accept: "text/event-stream", Authorization: `Bearer ${this.token}` };
     if (this.lastEventId) headers["Last-Event-ID"] = this.lastEventId;
     const response = await fetch(this.url, { headers, cache: "no-store", signal: this.abort.signal });
+    noteServerDate(response);
     if (response.status === 204) return "ended";
     if (response.status >= 500) throw new Error(`the server answered ${response.status}`);
     const type = response.headers.get("content-type") || "";

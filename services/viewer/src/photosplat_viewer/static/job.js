@@ -2,11 +2,13 @@
 // stream (state, log lines, curve points, the end) and reads the whole status again when the stage
 // or status changes; without the stream it polls the status API every 2 s until the job ends.
 // Cancel and delete use the owner's token.
-import { api, ApiError, el, formatBytes, formatDuration, getToken, setToken } from "./api.js";
+import { api, ApiError, el, formatBytes, formatDuration, getToken, serverNow, setToken } from "./api.js";
 import { drawCurve } from "./curve.js";
 import { JobEvents } from "./events.js";
 
 const POLL_MS = 2000;
+// The ETA counts down between the worker's reports (SfM's matching says nothing for a minute).
+const COUNTDOWN_MS = 1000;
 // Log lines the page keeps from the stream.
 const LOG_LINES = 200;
 const TERMINAL = new Set(["DONE", "FAILED", "CANCELLED"]);
@@ -50,6 +52,7 @@ let job = null;
 let streamedLog = [];
 let shownFilesFor = null;
 let errorsShown = 0;
+let countdown = null;
 
 function fail(message) {
   $("job-error").textContent = message;
@@ -152,9 +155,9 @@ function render(job) {
   $("stage-label").textContent = job.status === "DONE" ? "Your scene is ready" : STAGES[job.stage] || job.stage;
   const percent = Math.round(job.overall_progress * 100);
   $("overall-progress").value = percent;
-  const eta = job.eta_seconds && !TERMINAL.has(job.status) ? `, about ${formatDuration(job.eta_seconds)} left in this stage` : "";
-  const stagePart = TERMINAL.has(job.status) ? "" : ` (stage ${job.stage}: ${Math.round(job.progress * 100)} %)`;
-  $("progress-text").textContent = `${percent} % done${stagePart}${eta}.`;
+  showProgressText(job);
+  window.clearInterval(countdown);
+  if (!TERMINAL.has(job.status) && job.eta_seconds) countdown = window.setInterval(() => showProgressText(job), COUNTDOWN_MS);
   document.title = `${STATUS_TEXT[job.status] || job.status} ${percent} % · PhotoSplat`;
 
   $("failure").hidden = job.status !== "FAILED";
@@ -167,6 +170,21 @@ function render(job) {
   showLog(job);
   showWarnings(job);
   showCurve(job);
+}
+
+/** Seconds left in the stage now: the worker's estimate less the time since it made it. */
+function etaLeft(job) {
+  if (!job.eta_seconds || TERMINAL.has(job.status)) return null;
+  if (!job.eta_at) return job.eta_seconds;
+  return Math.max(0, job.eta_seconds - (serverNow() - Date.parse(job.eta_at)) / 1000);
+}
+
+function showProgressText(job) {
+  const percent = Math.round(job.overall_progress * 100);
+  const left = etaLeft(job);
+  const eta = left === null ? "" : left >= 1 ? `, about ${formatDuration(left)} left in this stage` : ", this stage should end any moment";
+  const stagePart = TERMINAL.has(job.status) ? "" : ` (stage ${job.stage}: ${Math.round(job.progress * 100)} %)`;
+  $("progress-text").textContent = `${percent} % done${stagePart}${eta}.`;
 }
 
 function showLog(job) {
@@ -252,6 +270,7 @@ async function start() {
 
 function stop() {
   window.clearTimeout(timer);
+  window.clearInterval(countdown);
   if (stream) stream.close();
   stream = null;
 }
