@@ -177,3 +177,16 @@ def test_unusable_training_options_fail_without_retries(tmp_path) -> None:
     with pytest.raises(WorkError) as caught:
         run_pipeline(tmp_path, tmp_path / "out", preset_name="standrad", device="cpu")
     assert caught.value.retryable is False and "standrad" in str(caught.value)
+
+
+def test_the_log_says_when_the_memory_budget_binds(scene_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = load_colmap(scene_dir, max_image_side=None)
+    budget = len(data.points) + 200
+    monkeypatch.setattr(CpuBackend, "default_max_gaussians", lambda self: budget)
+    lines: list[str] = []
+    cfg = with_overrides(tiny(150, refine_start=10, refine_every=10), max_gaussians=None)
+    result = train(data, cfg, CpuBackend(), Callbacks(log=lines.append))
+    assert any(line.startswith(f"Gaussian budget {budget:,}") for line in lines), lines
+    reached = [line for line in lines if "the budget the cpu device's free memory allows" in line]
+    assert len(reached) == 1, lines
+    assert len(result.gaussians) <= budget

@@ -171,7 +171,10 @@ class _Trainer:
         )
         self.densifier = self.backend.densifier(cfg, self.scene_scale, len(self.params["means"]))
         budget = self.densifier.max_gaussians
+        # A budget the device set (below the preset's cap): the log says when the count reaches it.
+        self.memory_budget: int | None = None
         if cfg.max_gaussians is None or budget < cfg.max_gaussians:
+            self.memory_budget = budget
             self.hooks.log(
                 f"Gaussian budget {budget:,}: what the {self.backend.name} device's free memory holds"
                 + ("" if cfg.max_gaussians is None else f" (the preset allows {cfg.max_gaussians:,})")
@@ -249,6 +252,7 @@ class _Trainer:
             hooks.check_cancelled()
             reports.add(*self._step(step))
             done = step + 1
+            self._note_budget_reached(done)
             if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps and self.data.test:
                 reports.eval_psnr = self._evaluate_during(done, session)
                 session = Session(done)
@@ -286,6 +290,17 @@ class _Trainer:
             history=self.history,
             peak_memory_bytes=peak,
         )
+
+    def _note_budget_reached(self, step: int) -> None:
+        """Once, in the job log: the count reached the budget the device's memory set."""
+        count = len(self.params["means"])
+        if self.memory_budget is None or count < self.memory_budget:
+            return
+        self.hooks.log(
+            f"step {step}: {count:,} Gaussians, the budget the {self.backend.name} device's free memory allows: "
+            "the scene grows no further (a GPU with more free memory would allow more detail)"
+        )
+        self.memory_budget = None
 
     def _step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
