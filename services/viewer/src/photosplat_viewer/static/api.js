@@ -1,6 +1,8 @@
 // The client token and calls to the PhotoSplat API. The token is the browser's credential for its
 // jobs: ingest hands it out with the first job and accepts it again for the next ones.
 const TOKEN_KEY = "photosplat.token";
+// A job in one of these states changes no more.
+export const TERMINAL = new Set(["DONE", "FAILED", "CANCELLED"]);
 
 export function getToken() {
   try {

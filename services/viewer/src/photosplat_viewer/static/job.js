@@ -2,16 +2,14 @@
 // stream (state, log lines, curve points, the end) and reads the whole status again when the stage
 // or status changes; without the stream it polls the status API every 2 s until the job ends.
 // Cancel and delete use the owner's token.
-import { api, ApiError, el, formatBytes, formatDuration, getToken, serverNow, setToken } from "./api.js";
+import { api, ApiError, el, formatBytes, formatDuration, getToken, setToken, TERMINAL } from "./api.js";
+import { ProgressText } from "./progress_text.js";
 import { drawCurve } from "./curve.js";
 import { JobEvents } from "./events.js";
 
 const POLL_MS = 2000;
-// The ETA counts down between the worker's reports (SfM's matching says nothing for a minute).
-const COUNTDOWN_MS = 1000;
 // Log lines the page keeps from the stream.
 const LOG_LINES = 200;
-const TERMINAL = new Set(["DONE", "FAILED", "CANCELLED"]);
 const STAGES = {
   upload: "Waiting for the photos",
   validate: "Checking the photos",
@@ -52,7 +50,7 @@ let job = null;
 let streamedLog = [];
 let shownFilesFor = null;
 let errorsShown = 0;
-let countdown = null;
+const progressText = new ProgressText($("progress-text"));
 
 function fail(message) {
   $("job-error").textContent = message;
@@ -155,9 +153,7 @@ function render(job) {
   $("stage-label").textContent = job.status === "DONE" ? "Your scene is ready" : STAGES[job.stage] || job.stage;
   const percent = Math.round(job.overall_progress * 100);
   $("overall-progress").value = percent;
-  showProgressText(job);
-  window.clearInterval(countdown);
-  if (!TERMINAL.has(job.status) && job.eta_seconds) countdown = window.setInterval(() => showProgressText(job), COUNTDOWN_MS);
+  progressText.show(job);
   document.title = `${STATUS_TEXT[job.status] || job.status} ${percent} % · PhotoSplat`;
 
   $("failure").hidden = job.status !== "FAILED";
@@ -170,21 +166,6 @@ function render(job) {
   showLog(job);
   showWarnings(job);
   showCurve(job);
-}
-
-/** Seconds left in the stage now: the worker's estimate less the time since it made it. */
-function etaLeft(job) {
-  if (!job.eta_seconds || TERMINAL.has(job.status)) return null;
-  if (!job.eta_at) return job.eta_seconds;
-  return Math.max(0, job.eta_seconds - (serverNow() - Date.parse(job.eta_at)) / 1000);
-}
-
-function showProgressText(job) {
-  const percent = Math.round(job.overall_progress * 100);
-  const left = etaLeft(job);
-  const eta = left === null ? "" : left >= 1 ? `, about ${formatDuration(left)} left in this stage` : ", this stage should end any moment";
-  const stagePart = TERMINAL.has(job.status) ? "" : ` (stage ${job.stage}: ${Math.round(job.progress * 100)} %)`;
-  $("progress-text").textContent = `${percent} % done${stagePart}${eta}.`;
 }
 
 function showLog(job) {
@@ -270,7 +251,7 @@ async function start() {
 
 function stop() {
   window.clearTimeout(timer);
-  window.clearInterval(countdown);
+  progressText.stop();
   if (stream) stream.close();
   stream = null;
 }
