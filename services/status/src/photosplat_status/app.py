@@ -15,7 +15,7 @@ from photosplat_status.changes import JobChanges
 from photosplat_status.dashboard import Dashboard
 from photosplat_status.events_api import JobEventsApi
 from photosplat_status.metrics import StatusMetrics
-from photosplat_status.projection import dead_letter_consumer, event_consumer
+from photosplat_status.consumers import dead_letter_consumer, event_consumer
 from photosplat_status.recovery import Recovery
 from photosplat_status.settings import StatusSettings
 from photosplat_status.webhooks import routes as webhook_routes
