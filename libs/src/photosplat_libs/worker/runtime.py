@@ -13,7 +13,7 @@ import traceback
 import uuid
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from fastapi import APIRouter
 
@@ -38,14 +38,13 @@ from photosplat_libs.scratch import ScratchRoot
 from photosplat_libs.service import Deps
 from photosplat_libs.store import ObjectNotFound
 from photosplat_libs.worker import metrics
+from photosplat_libs.worker.cancelling import CANCEL_GRACE_SECONDS, until_done_or_cancelled
 from photosplat_libs.worker.context import JobCancelled, JobContext, WorkFn
 from photosplat_libs.worker.reporter import JobReporter
 from photosplat_libs.worker.signals import keep_signal_handlers, rearm_signal_handlers
 
 log = logging.getLogger(__name__)
 
-# A cancelled job gets this long to notice (at its next check_cancelled) before it is abandoned.
-CANCEL_GRACE_SECONDS = 2.0
 # Tracebacks travel in events and end up in the database: keep the end, where the cause is.
 TRACEBACK_MAX_CHARS = 20_000
 _REMEMBERED_CANCELS = 10_000
@@ -243,7 +242,7 @@ class Worker:
             ctx.cancel()
         try:
             with metrics.stage_run(self.stage, stopping=lambda: self._stopping):
-                result = await _until_done_or_cancelled(task, ctx)
+                result = await until_done_or_cancelled(task, ctx)
             # Finished work is kept on shutdown, but not for a job the user cancelled meanwhile.
             if event.job_id in self._cancelled_jobs:
                 raise JobCancelled()
@@ -281,38 +280,6 @@ class Worker:
 
     def _log_event(self, event: Envelope, line: str) -> LogLines:
         return LogLines(job_id=event.job_id, attempt=event.attempt, stage=self.stage, lines=(line,))
-
-
-async def _until_done_or_cancelled(task: asyncio.Future[Envelope], ctx: JobContext) -> Envelope:
-    """The work's result, or :class:`JobCancelled` within ``CANCEL_GRACE_SECONDS`` of a cancel even
-    if the work never checks (its thread, if any, is then abandoned and stops at its next check)."""
-    cancel = asyncio.create_task(ctx.cancel_requested.wait())
-    first: set[asyncio.Future[Any]] = {task, cancel}
-    try:
-        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        # The consumer itself is going away (bus closed): the work must not outlive it.
-        ctx.cancel()
-        task.cancel()
-        task.add_done_callback(_retrieve_exception)
-        raise
-    finally:
-        cancel.cancel()
-    if not task.done():
-        await asyncio.wait({task}, timeout=CANCEL_GRACE_SECONDS)
-    if not task.done():
-        task.cancel()
-        task.add_done_callback(_retrieve_exception)
-        raise JobCancelled()
-    if ctx.cancelled and (task.cancelled() or task.exception() is not None):
-        raise JobCancelled()
-    return task.result()
-
-
-def _retrieve_exception(task: asyncio.Future[Any]) -> None:
-    # Abandoned work: its outcome no longer matters, asyncio must not report it as unhandled.
-    if not task.cancelled():
-        task.exception()
 
 
 async def _hold_until_connection_closes() -> NoReturn:
