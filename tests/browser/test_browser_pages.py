@@ -59,6 +59,30 @@ def test_upload_three_photos_and_follow_the_job(server, watched) -> None:
     assert status.ok and status.json()["image_count"] == 3
 
 
+def test_upload_one_video_instead_of_photos(server, watched, tmp_path) -> None:
+    from photosplat_testkit.video import render_video
+
+    walk = render_video(tmp_path / "walk.mp4", seconds=3.2, fps=5, seed=4).path
+    video = {"name": "walk.mp4", "mimeType": "video/mp4", "buffer": walk.read_bytes()}
+    page = watched.page
+    page.goto(f"{server.base}/")
+    # A video goes alone: with a photo beside it nothing is uploaded.
+    page.locator("#file-input").set_input_files([video, jpeg("p0.jpg", photo(0))])
+    expect(page.locator("#selection-summary")).to_contain_text("a video is uploaded alone")
+    expect(page.get_by_role("button", name="Upload and build the scene")).to_be_disabled()
+
+    page.locator("#file-input").set_input_files([video])
+    expect(page.locator("#selection-summary")).to_contain_text("1 video ready")
+    page.get_by_role("button", name="Upload and build the scene").click()
+    # The server checked the video (container, codec, length, size) before the job page opens.
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}$"), timeout=30_000)
+    job_id = page.url.rsplit("/", 1)[1]
+    token = page.evaluate("() => localStorage.getItem('photosplat.token')")
+    status = page.request.get(f"{server.base}/recon/jobs/{job_id}/status", headers={"Authorization": f"Bearer {token}"})
+    assert status.ok and status.json()["status"] in {"PENDING", "RUNNING", "FAILED", "DONE"}
+    assert status.json()["error_stage"] != "validate"
+
+
 def test_upload_shows_the_servers_rejection_by_file_and_rule(server, watched) -> None:
     watched.expected.append("status of 400 (Bad Request)")
     page = watched.page

@@ -1,11 +1,15 @@
-// The upload page: pick or drop photos, check them here first (the same rules as the server), then
-// declare them (POST /recon/uploads), PUT each one to its presigned URL and submit the job.
+// The upload page: pick or drop photos (or one video), check them here first (the same rules as
+// the server), then declare them (POST /recon/uploads), PUT each one to its presigned URL and submit
+// the job.
 import { api, ApiError, el, fileErrors, formatBytes, getToken, setToken } from "./api.js";
 
-// Mirrors ingest's settings (PHOTOSPLAT_INGEST_MAX_FILE_BYTES, MIN_FILES, MAX_FILES): the server
-// checks again, this only spares the user a useless upload.
+// Mirrors ingest's settings (PHOTOSPLAT_INGEST_MAX_FILE_BYTES, MAX_VIDEO_BYTES, MIN_FILES,
+// MAX_FILES): the server checks again (a video's codec, length and size too), this only spares the
+// user a useless upload.
 const EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp"];
+const VIDEO_EXTENSIONS = [".mp4", ".mov"];
 const MAX_BYTES = 50 * 1024 * 1024;
+const MAX_VIDEO_BYTES = 2 * 1024 * 1024 * 1024;
 const MIN_FILES = 3;
 const MAX_FILES = 1000;
 const PARALLEL_UPLOADS = 3;
@@ -19,19 +23,32 @@ function extensionOf(name) {
   return dot > 0 ? name.slice(dot).toLowerCase() : "";
 }
 
+function isVideo(file) {
+  return VIDEO_EXTENSIONS.includes(extensionOf(file.name));
+}
+
 function problemOf(file) {
-  if (!EXTENSIONS.includes(extensionOf(file.name))) {
-    return "not a JPEG, PNG or WebP photo (allowed: .jpg, .jpeg, .png, .webp)";
+  if (!EXTENSIONS.includes(extensionOf(file.name)) && !isVideo(file)) {
+    return "not a JPEG, PNG or WebP photo or an MP4 or MOV video (allowed: .jpg, .jpeg, .png, .webp, .mp4, .mov)";
   }
   if (file.size === 0) return "the file is empty";
-  if (file.size > MAX_BYTES) return `${formatBytes(file.size)} is larger than the 50 MiB limit`;
+  if (isVideo(file) && file.size > MAX_VIDEO_BYTES) return `${formatBytes(file.size)} is larger than the 2 GiB limit for a video`;
+  if (!isVideo(file) && file.size > MAX_BYTES) return `${formatBytes(file.size)} is larger than the 50 MiB limit`;
   return null;
 }
 
-function countProblem(count) {
+/** What is wrong with the chosen set as a whole: photos, or one video alone. */
+function countProblem(files) {
+  const count = files.length;
+  if (files.some(isVideo)) return count === 1 ? null : "a video is uploaded alone: choose one video, or photos only.";
   if (count < MIN_FILES) return `${count} photo(s) chosen: at least ${MIN_FILES} are needed (3D reconstruction needs several overlapping views).`;
   if (count > MAX_FILES) return `${count} photos chosen: at most ${MAX_FILES} are accepted.`;
   return null;
+}
+
+function describe(files) {
+  if (files.length === 1 && isVideo(files[0])) return "1 video";
+  return `${files.length} photo(s)`;
 }
 
 function showErrors(title, items = []) {
@@ -66,8 +83,8 @@ function choose(files) {
   const list = $("problems");
   list.replaceChildren(...problems.map((p) => el("li", `${p.file}: ${p.message} — skipped`)));
   const total = accepted.reduce((sum, f) => sum + f.size, 0);
-  const count = countProblem(accepted.length);
-  $("selection-summary").textContent = `${accepted.length} photo(s) ready, ${formatBytes(total)}.` + (count ? ` ${count}` : "");
+  const count = countProblem(accepted);
+  $("selection-summary").textContent = `${describe(accepted)} ready, ${formatBytes(total)}.` + (count ? ` ${count}` : "");
   $("selection-summary").classList.toggle("error", Boolean(count));
   $("upload-button").disabled = Boolean(count);
   $("selection").hidden = false;
@@ -129,7 +146,7 @@ async function uploadAll(declared, files) {
     const loaded = rows.reduce((sum, r) => sum + r.loaded, 0);
     $("total-progress").value = (100 * loaded) / totalBytes;
     const done = rows.filter((r) => r.done).length;
-    $("total-text").textContent = `${done} of ${files.length} photos uploaded (${formatBytes(loaded)} of ${formatBytes(totalBytes)})`;
+    $("total-text").textContent = `${done} of ${files.length} files uploaded (${formatBytes(loaded)} of ${formatBytes(totalBytes)})`;
   };
 
   const uploadOne = async (i) => {
@@ -170,7 +187,7 @@ async function uploadAll(declared, files) {
 
 async function start(event) {
   event.preventDefault();
-  if (busy || countProblem(accepted.length)) return;
+  if (busy || countProblem(accepted)) return;
   busy = true;
   clearErrors();
   $("upload-button").disabled = true;
@@ -196,7 +213,7 @@ async function start(event) {
     $("progress-section").hidden = false;
     $("file-progress").replaceChildren();
     await uploadAll(declared, files);
-    $("total-text").textContent = "All photos uploaded; checking them on the server…";
+    $("total-text").textContent = `${describe(files)} uploaded; checking on the server…`;
     await api(`/recon/jobs/${declared.job_id}/submit`, { method: "POST" });
     window.location.assign(`/jobs/${declared.job_id}`);
   } catch (error) {
