@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from photosplat_client.models import Declaration, UploadSlot
-from photosplat_client.state import STATE_NAME, Photo, SubmissionState, load, save, scan_photos, state_path
+from photosplat_client.state import STATE_NAME, Photo, SubmissionState, load, save, scan_inputs, scan_photos, state_path
 
 
 def declared(photos: list[Photo]) -> SubmissionState:
@@ -63,3 +63,14 @@ def test_urls_expire() -> None:
     assert not state.urls_expired()
     assert state.urls_expired(datetime.now(timezone.utc) + timedelta(hours=1))
     assert SubmissionState(server="http://x").urls_expired()
+
+
+def test_a_video_is_sent_alone_with_its_state_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "walk.MP4").write_bytes(b"vv")
+    (tmp_path / "a.jpg").write_bytes(b"a")
+    folder, files = scan_inputs(tmp_path / "walk.MP4")
+    assert folder == tmp_path and [(f.name, f.size, f.content_type) for f in files] == [("walk.MP4", 2, "video/mp4")]
+    assert state_path(tmp_path / "walk.MP4", None) == tmp_path / ".photosplat-submit-walk.MP4.json"
+    assert state_path(tmp_path / "walk.MP4", None) != state_path(tmp_path, None)
+    assert state_path(tmp_path / "walk.MP4", tmp_path / "s") != state_path(tmp_path, tmp_path / "s")
+    assert scan_inputs(tmp_path) == (tmp_path, scan_photos(tmp_path))

@@ -85,3 +85,17 @@ def test_photos_the_server_refuses_are_named(server: str, tmp_path: Path) -> Non
     assert {p.file for p in refused.value.problems} == {"p0.jpg", "p1.jpg", "p2.jpg"}
     saved = load(state_path(folder, None))
     assert saved is not None and not saved.submitted and not any(f.uploaded for f in saved.files)
+
+
+def test_a_video_is_submitted_instead_of_photos(server: str, tmp_path: Path) -> None:
+    from photosplat_testkit.video import render_video
+
+    walk = render_video(tmp_path / "walk.mp4", seconds=3.2, fps=5, seed=4).path
+    with PhotoSplatClient(server) as client:
+        result = submit_photos(client, walk, progress=quiet())
+        assert result.uploaded == ["walk.mp4"] and result.submission is not None
+        status = client.status(result.job_id)
+    # ingest checked the video (container, codec, length, size) at submit: it is the job's input
+    assert status.status in ("PENDING", "RUNNING", "DONE", "FAILED") and status.error_stage != "validate"
+    saved = load(state_path(walk, None))
+    assert saved is not None and saved.submitted and [f.photo.name for f in saved.files] == ["walk.mp4"]

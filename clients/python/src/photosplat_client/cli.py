@@ -18,6 +18,7 @@ import httpx
 from photosplat_client.api import ApiError, PhotoSplatClient
 from photosplat_client.models import JobStatus
 from photosplat_client.progress import DownloadProgress, UploadProgress
+from photosplat_client.state import VIDEO_TYPES, is_video
 from photosplat_client.submit import SubmitError, SubmitOptions, SubmitRejected, submit_photos
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -45,8 +46,8 @@ def _job_client(args: argparse.Namespace) -> PhotoSplatClient:
 
 def _submit(args: argparse.Namespace) -> int:
     photos_dir = Path(args.photos_dir)
-    if not photos_dir.is_dir():
-        raise UsageError(f"{photos_dir} is not a folder")
+    if not (photos_dir.is_dir() or is_video(photos_dir)):
+        raise UsageError(f"{photos_dir} is neither a folder of photos nor a video ({', '.join(VIDEO_TYPES)})")
     options = SubmitOptions(
         preset=args.preset, original_resolution=args.original_resolution, parallel=args.parallel, restart=args.restart
     )
@@ -144,10 +145,10 @@ def parser(prog: str = "photosplat") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Send photos to a PhotoSplat server and get the scene back.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("submit", help="upload a folder of photos as a new job (resumable)")
-    s.add_argument("photos_dir", metavar="PHOTOS_DIR")
+    s = sub.add_parser("submit", help="upload a folder of photos, or one video, as a new job (resumable)")
+    s.add_argument("photos_dir", metavar="PHOTOS_DIR|VIDEO")
     _common(s)
-    s.add_argument("--state", metavar="DIR", help="keep the state file here (default: in PHOTOS_DIR)")
+    s.add_argument("--state", metavar="DIR", help="keep the state file here (default: in PHOTOS_DIR, or beside VIDEO)")
     s.add_argument("--preset", choices=PRESETS, default="standard")
     s.add_argument("--original-resolution", action="store_true", help="train on the photos at full size")
     s.add_argument("--parallel", type=int, default=4, help="uploads at once (default 4)")

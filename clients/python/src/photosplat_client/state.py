@@ -20,11 +20,13 @@ from photosplat_client.models import Declaration, UploadSlot
 STATE_NAME = ".photosplat-submit.json"
 # What ingest accepts (libs' media.PHOTO_TYPES); the server checks again, this only picks the files.
 PHOTO_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+# A video is sent alone, instead of photos (libs' media.VIDEO_TYPES).
+VIDEO_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime"}
 HASH_CHUNK_BYTES = 1024 * 1024
 
 
 class Photo(BaseModel):
-    """A photo of the folder as it is now."""
+    """A photo of the folder as it is now (or the one video sent instead)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -34,7 +36,8 @@ class Photo(BaseModel):
 
     @property
     def content_type(self) -> str:
-        return PHOTO_TYPES[Path(self.name).suffix.lower()]
+        suffix = Path(self.name).suffix.lower()
+        return PHOTO_TYPES.get(suffix) or VIDEO_TYPES[suffix]
 
 
 class FileRecord(BaseModel):
@@ -87,13 +90,17 @@ class SubmissionState(BaseModel):
         return True
 
 
-def state_path(photos_dir: Path, state_dir: Path | None) -> Path:
-    """Beside the photos, or in ``state_dir`` under a name of the photo folder's absolute path (one
-    state directory can then serve many folders)."""
+def state_path(source: Path, state_dir: Path | None) -> Path:
+    """Beside the photos (or the video), or in ``state_dir`` under a name of the folder's (or the
+    video's) absolute path: one state directory can then serve many submissions."""
     if state_dir is None:
-        return photos_dir / STATE_NAME
-    tag = hashlib.sha256(str(photos_dir.resolve()).encode()).hexdigest()[:16]
-    return state_dir / f"submit-{photos_dir.resolve().name}-{tag}.json"
+        return source.parent / f".photosplat-submit-{source.name}.json" if is_video(source) else source / STATE_NAME
+    tag = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    return state_dir / f"submit-{source.resolve().name}-{tag}.json"
+
+
+def is_video(source: Path) -> bool:
+    return source.is_file() and source.suffix.lower() in VIDEO_TYPES
 
 
 def load(path: Path) -> SubmissionState | None:
@@ -117,7 +124,18 @@ def save(state: SubmissionState, path: Path) -> None:
 def scan_photos(photos_dir: Path) -> list[Photo]:
     """The photos directly in ``photos_dir`` (by extension), sorted by name, with size and SHA-256."""
     paths = sorted(p for p in photos_dir.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_TYPES)
-    return [Photo(name=p.name, size=p.stat().st_size, sha256=_sha256(p)) for p in paths]
+    return [_scanned(p) for p in paths]
+
+
+def scan_inputs(source: Path) -> tuple[Path, list[Photo]]:
+    """The folder the files are read from, and the files: a folder's photos, or one video alone."""
+    if is_video(source):
+        return source.parent, [_scanned(source)]
+    return source, scan_photos(source)
+
+
+def _scanned(path: Path) -> Photo:
+    return Photo(name=path.name, size=path.stat().st_size, sha256=_sha256(path))
 
 
 def _sha256(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Submit a folder of photos: declare them, upload each to its presigned URL in parallel, start the
+"""Submit a folder of photos (or one video): declare them, upload each to its presigned URL in parallel, start the
 job. Resumable: the state file (:mod:`.state`) records the job and every photo the store has, so a
 run after an interruption continues the same job and uploads only what is missing."""
 
@@ -70,10 +70,10 @@ def submit_photos(
     on_uploaded: Callable[[str], None] | None = None,
     notify: Callable[[str], None] = lambda message: None,
 ) -> SubmitResult:
-    """Upload the photos of ``photos_dir`` as one job and submit it. ``on_uploaded`` is called with
-    each photo's name once the store has it and the state file says so."""
+    """Upload the photos of ``photos_dir`` (or the video it names) as one job and submit it.
+    ``on_uploaded`` is called with each file's name once the store has it and the state file says so."""
     options = options or SubmitOptions()
-    photos = st.scan_photos(photos_dir)
+    folder, photos = st.scan_inputs(photos_dir)
     if not photos:
         raise SubmitError(f"no photos ({', '.join(st.PHOTO_TYPES)}) in {photos_dir}")
     path = st.state_path(photos_dir, state_dir)
@@ -84,7 +84,7 @@ def submit_photos(
     if state.job_id is None:
         _declare(client, state, path, photos)
     client.token = state.token
-    uploads = _Uploads(client, state, path, photos_dir, progress or UploadProgress(), on_uploaded)
+    uploads = _Uploads(client, state, path, folder, progress or UploadProgress(), on_uploaded)
     uploaded = uploads.run(options.parallel)
     submission = _submit(client, state, path)
     return SubmitResult(_job_id(state), state.token or "", state.pub_key, path, submission, uploaded)
