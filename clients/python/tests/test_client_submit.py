@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from photosplat_client import PhotoSplatClient, SubmitOptions, SubmitRejected, submit_photos
+from photosplat_client.api import ApiError
 from photosplat_client.progress import UploadProgress
 from photosplat_client.state import load, state_path
 
@@ -99,3 +100,12 @@ def test_a_video_is_submitted_instead_of_photos(server: str, tmp_path: Path) -> 
     assert status.status in ("PENDING", "RUNNING", "DONE", "FAILED") and status.error_stage != "validate"
     saved = load(state_path(walk, None))
     assert saved is not None and saved.submitted and [f.photo.name for f in saved.files] == ["walk.mp4"]
+
+
+def test_a_callback_url_reaches_the_server_with_the_declaration(server: str, photos: Path) -> None:
+    # The server refuses callbacks to private addresses (SSRF): its 400 shows the URL was sent.
+    options = SubmitOptions(callback_url="http://127.0.0.1:9/hook")
+    with PhotoSplatClient(server) as client, pytest.raises(ApiError) as refused:
+        submit_photos(client, photos, options=options, progress=quiet())
+    assert refused.value.status_code == 400 and refused.value.message.startswith("callback_url: refused")
+    assert [p.rule for p in refused.value.problems] == ["callback_url"]

@@ -127,14 +127,18 @@ class PhotoSplatClient:
         preset: str = "standard",
         original_resolution: bool = False,
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> Declaration:
         """A new job waiting for ``photos``; a retry with the same ``idempotency_key`` gets the same
-        job (and URLs) back instead of a second one."""
-        body = {
+        job (and URLs) back instead of a second one. ``callback_url``: POSTed the job's end (signed;
+        the answer's ``webhook_secret`` verifies it)."""
+        body: dict[str, object] = {
             "files": [{"name": p.name, "size": p.size, "content_type": p.content_type} for p in photos],
             "preset": preset,
             "original_resolution": original_resolution,
         }
+        if callback_url:
+            body["callback_url"] = callback_url
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         declaration = self._call("POST", "/recon/uploads", Declaration, json=body, headers=headers)
         self.token = declaration.token

@@ -49,7 +49,11 @@ def _submit(args: argparse.Namespace) -> int:
     if not (photos_dir.is_dir() or is_video(photos_dir)):
         raise UsageError(f"{photos_dir} is neither a folder of photos nor a video ({', '.join(VIDEO_TYPES)})")
     options = SubmitOptions(
-        preset=args.preset, original_resolution=args.original_resolution, parallel=args.parallel, restart=args.restart
+        preset=args.preset,
+        original_resolution=args.original_resolution,
+        parallel=args.parallel,
+        restart=args.restart,
+        callback_url=args.callback_url,
     )
     state_dir = Path(args.state) if args.state else None
     with _client(args) as client:
@@ -59,6 +63,8 @@ def _submit(args: argparse.Namespace) -> int:
     print(f"job_id: {result.job_id}")
     print(f"token: {result.token}")
     print(f"state: {result.state_path}")
+    if result.webhook_secret:
+        print(f"webhook_secret: {result.webhook_secret}")
     if result.submission is not None:
         print(f"status: {result.submission.status} ({result.submission.image_count} photos)")
     _note(f"follow it: PHOTOSPLAT_TOKEN=<token> photosplat wait {result.job_id} --server {args.server}")
@@ -153,6 +159,7 @@ def parser(prog: str = "photosplat") -> argparse.ArgumentParser:
     s.add_argument("--original-resolution", action="store_true", help="train on the photos at full size")
     s.add_argument("--parallel", type=int, default=4, help="uploads at once (default 4)")
     s.add_argument("--restart", action="store_true", help="forget an unfinished submission: declare a new job")
+    s.add_argument("--callback-url", metavar="URL", help="POST the job's end here (signed; prints the webhook secret)")
     s.set_defaults(func=_submit)
 
     st = sub.add_parser("status", help="where a job stands")

@@ -49,6 +49,10 @@ class Declaration(_Answer):
     token: str
     expires_at: datetime
     uploads: list[UploadSlot]
+    # With a callback URL (the request's or the API key's): where the job's end is POSTed, and the
+    # secret its PhotoSplat-Signature is made with.
+    callback_url: str | None = None
+    webhook_secret: str | None = None
 
 
 class Submission(_Answer):

@@ -58,6 +58,8 @@ class SubmissionState(BaseModel):
     submit_key: str = Field(default_factory=lambda: str(uuid.uuid4()))
     preset: str = "standard"
     original_resolution: bool = False
+    callback_url: str | None = None
+    webhook_secret: str | None = None
     job_id: uuid.UUID | None = None
     token: str | None = None
     pub_key: str | None = None
@@ -68,6 +70,7 @@ class SubmissionState(BaseModel):
     def declared(self, declaration: Declaration, photos: list[Photo]) -> None:
         self.job_id, self.token, self.pub_key = declaration.job_id, declaration.token, declaration.pub_key
         self.urls_expire_at = declaration.expires_at
+        self.webhook_secret = declaration.webhook_secret
         self.files = [FileRecord(photo=p, slot=s) for p, s in zip(photos, declaration.uploads, strict=True)]
 
     def missing(self) -> list[FileRecord]:

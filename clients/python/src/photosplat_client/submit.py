@@ -23,7 +23,7 @@ UPLOAD_ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 1.0
 
 # What a declaration's Idempotency-Key stands for besides the photos (the token scopes the key).
-_REQUEST = {"preset", "original_resolution", "token"}
+_REQUEST = {"preset", "original_resolution", "callback_url", "token"}
 
 
 class SubmitError(Exception):
@@ -45,6 +45,8 @@ class SubmitOptions:
     preset: str = "standard"
     original_resolution: bool = False
     parallel: int = 4
+    # POSTed the job's end, signed (SubmitResult.webhook_secret verifies it); an API key's default otherwise.
+    callback_url: str | None = None
     # Forget an earlier, unfinished submission of the folder and declare the photos as a new job.
     restart: bool = False
 
@@ -58,6 +60,8 @@ class SubmitResult:
     # None when an earlier run had already submitted the job
     submission: Submission | None
     uploaded: list[str] = field(default_factory=list)
+    # the secret of the job's webhook signatures, when it has a callback URL
+    webhook_secret: str | None = None
 
 
 def submit_photos(
@@ -80,14 +84,16 @@ def submit_photos(
     state = _resumable_state(client, path, photos, options, notify)
     if state.submitted:
         notify(f"the photos were already submitted as job {state.job_id}")
-        return SubmitResult(_job_id(state), state.token or "", state.pub_key, path, None)
+        return SubmitResult(_job_id(state), state.token or "", state.pub_key, path, None, webhook_secret=state.webhook_secret)
     if state.job_id is None:
         _declare(client, state, path, photos)
     client.token = state.token
     uploads = _Uploads(client, state, path, folder, progress or UploadProgress(), on_uploaded)
     uploaded = uploads.run(options.parallel)
     submission = _submit(client, state, path)
-    return SubmitResult(_job_id(state), state.token or "", state.pub_key, path, submission, uploaded)
+    return SubmitResult(
+        _job_id(state), state.token or "", state.pub_key, path, submission, uploaded, webhook_secret=state.webhook_secret
+    )
 
 
 def _job_id(state: st.SubmissionState) -> uuid.UUID:
@@ -125,7 +131,11 @@ def _resumable_state(
     if earlier is not None and (earlier.job_id is not None or earlier.submitted):
         return earlier
     fresh = st.SubmissionState(
-        server=client.server, preset=options.preset, original_resolution=options.original_resolution, token=token
+        server=client.server,
+        preset=options.preset,
+        original_resolution=options.original_resolution,
+        callback_url=options.callback_url,
+        token=token,
     )
     if earlier is not None and earlier.model_dump(include=_REQUEST) == fresh.model_dump(include=_REQUEST):
         # A declaration that may have reached the server before the run stopped: the same key gets
@@ -142,6 +152,7 @@ def _declare(client: PhotoSplatClient, state: st.SubmissionState, path: Path, ph
         preset=state.preset,
         original_resolution=state.original_resolution,
         idempotency_key=state.declare_key,
+        callback_url=state.callback_url,
     )
     state.declared(declaration, photos)
     st.save(state, path)
