@@ -9,12 +9,10 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from photosplat_libs import topology
-from photosplat_libs.bus import QueueSpec
 from photosplat_libs.bus.memory import MemoryBus
 from photosplat_libs.events import (
     Envelope,
@@ -29,29 +27,10 @@ from photosplat_libs.events import (
 from photosplat_libs.observability.logs import JobContextFilter, JsonFormatter
 from photosplat_libs.observability.queues import QueueGauges
 from photosplat_libs.service import Deps
-from photosplat_libs.store.folder import FolderStore
 from photosplat_libs.worker import JobContext, WorkError, Worker, WorkFn
 from photosplat_testkit.harness import EventRecorder
 from photosplat_testkit.metrics import current
 
-PROBE = QueueSpec("probe", ("#",), delivery_limit=100, prefetch=100)
-
-
-@pytest.fixture
-async def deps(tmp_path: Path) -> AsyncIterator[Deps]:
-    bus = MemoryBus()
-    await bus.start()
-    store = FolderStore.from_url(f"file:{tmp_path}/objects")
-    await store.ensure_ready()
-    yield Deps(bus=bus, store=store)
-    await bus.close()
-
-
-@pytest.fixture
-async def recorder(deps: Deps) -> EventRecorder:
-    recorder = EventRecorder(default_timeout=5.0)
-    await deps.bus.consume(PROBE, recorder.handler)
-    return recorder
 
 
 @pytest.fixture

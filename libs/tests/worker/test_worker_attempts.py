@@ -18,10 +18,10 @@ from photosplat_libs.events import Envelope, ImageInfo, ImagesValidated, SfmDone
 from photosplat_libs.service import Deps
 from photosplat_libs.store import ObjectStore
 from photosplat_libs.store.folder import FolderStore
+from photosplat_testkit.embedded import PROBE
 from photosplat_testkit.harness import CuttableProxy, EventRecorder
 from photosplat_libs.worker import JobContext, Worker, WorkFn
 
-PROBE = QueueSpec("probe", ("#",), delivery_limit=100, prefetch=100)
 DEAD = QueueSpec("dead-probe", ("#",), delivery_limit=100, prefetch=100, dead_letters=True)
 TIMEOUT = 10.0
 

@@ -6,13 +6,10 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from photosplat_libs import keys, topology
-from photosplat_libs.bus import QueueSpec
-from photosplat_libs.bus.memory import MemoryBus
 from photosplat_libs.events import (
     CancelRequested,
     Envelope,
@@ -29,28 +26,10 @@ from photosplat_libs.events import (
     decode,
 )
 from photosplat_libs.service import Deps
-from photosplat_libs.store.folder import FolderStore
+from photosplat_testkit.embedded import PROBE
 from photosplat_testkit.harness import EventRecorder
 from photosplat_libs.worker import JobContext, UserError, Worker, WorkFn
 
-PROBE = QueueSpec("probe", ("#",), delivery_limit=100, prefetch=100)
-
-
-@pytest.fixture
-async def deps(tmp_path: Path) -> AsyncIterator[Deps]:
-    bus = MemoryBus()
-    await bus.start()
-    store = FolderStore.from_url(f"file:{tmp_path}/objects")
-    await store.ensure_ready()
-    yield Deps(bus=bus, store=store)
-    await bus.close()
-
-
-@pytest.fixture
-async def recorder(deps: Deps) -> EventRecorder:
-    recorder = EventRecorder(default_timeout=5.0)
-    await deps.bus.consume(PROBE, recorder.handler)
-    return recorder
 
 
 def trigger(job_id: uuid.UUID | None = None, attempt: int = 1) -> ImagesValidated:

@@ -11,15 +11,14 @@ import pytest
 from photosplat_colmap.app import create
 from photosplat_colmap.settings import ColmapSettings
 from photosplat_libs import keys, topology
-from photosplat_libs.bus import QueueSpec
 from photosplat_libs.bus.rabbit import RabbitBus
 from photosplat_libs.events import Envelope, ImageInfo, ImagesValidated, SfmDone, StageStarted, decode
 from photosplat_libs.service import Deps, Service
 from photosplat_libs.store import create_store
+from photosplat_testkit.embedded import PROBE
 from photosplat_testkit.harness import EventRecorder
 from photosplat_libs.worker import JobContext, WorkFn
 
-PROBE = QueueSpec("probe", ("#",), delivery_limit=100, prefetch=100)
 
 
 class Cluster:
