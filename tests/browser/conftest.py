@@ -57,7 +57,9 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("browser") / "data"
     port = _free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Uploads the pages send become real jobs of this server, for the rest of the session: a short
+    # training keeps one that gets that far from taking a core from the other tests for minutes.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PHOTOSPLAT_TRAINER_MAX_STEPS="50")
     env.pop("PHOTOSPLAT_STATUS_ADMIN_TOKEN", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "photosplat", "up", "--port", str(port), "--data", str(data), "--log-level", "WARNING"],
