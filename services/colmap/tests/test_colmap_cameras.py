@@ -12,7 +12,8 @@ from pathlib import Path
 import pycolmap
 import pytest
 from photosplat_colmap.capture import CaptureReport, photos_from_folder, prepare
-from photosplat_colmap.extraction import extract, share_one_camera
+from photosplat_colmap.cameras import camera_per_photo, merge_cameras, share_one_camera
+from photosplat_colmap.extraction import extract
 from photosplat_colmap.matching import match
 from photosplat_colmap.progress import SfmProgress
 from photosplat_colmap.types import SfmOptions
@@ -81,3 +82,20 @@ def test_photos_from_two_devices_keep_their_own_cameras(capture: tuple, tmp_path
     _extracted((mixed, capture[1]), database)
     share_one_camera(database, mixed.kept)
     assert _counts(database)["cameras used"] == 8
+
+
+def test_a_rematch_verifies_with_a_camera_per_photo_again(capture: tuple, tmp_path: Path) -> None:
+    database = tmp_path / "db.db"
+    report = _extracted(capture, database)
+    assert not camera_per_photo(database), "nothing is shared right after extraction"
+    share_one_camera(database, report.kept)
+    assert camera_per_photo(database)
+    assert _counts(database) == {"cameras": 8, "rigs": 8, "cameras used": 8, "rigs used": 8}
+    cameras = pycolmap.Database.open(str(database)).read_all_cameras()
+    assert len({tuple(c.params) for c in cameras}) == 1 and all(c.has_prior_focal_length for c in cameras)
+    match(database, "exhaustive", OPTIONS, [p.photo.name for p in report.kept])
+    merge_cameras(database)
+    assert _counts(database) == {"cameras": 1, "rigs": 1, "cameras used": 1, "rigs used": 1}
+    models = pycolmap.incremental_mapping(str(database), str(capture[1]), str(tmp_path / "sparse"))
+    best = max(models.values(), key=lambda m: m.num_reg_images())
+    assert best.num_reg_images() >= 6 and len(best.cameras) == 1

@@ -3,8 +3,6 @@ priors, then SIFT features extracted in chunks that report progress."""
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pycolmap
@@ -18,8 +16,6 @@ SMALL_IMAGE_SIDE = 1280
 # Extraction runs in chunks only to report progress; every call has a fixed cost (threads, the
 # database, with CUDA its GPU contexts), so a chunk is never smaller than this per thread.
 EXTRACTION_MIN_IMAGES_PER_THREAD = 8
-# COLMAP's sensor type of a camera in its rigs and frames tables (SensorType::CAMERA).
-_CAMERA_SENSOR = 0
 
 
 def extract(
@@ -32,9 +28,9 @@ def extract(
     # extraction then reuses them and runs in chunks to report n/N. Always one camera per photo
     # here: pycolmap 4.2 verifies the pairs of photos that share one camera nearly serially
     # (buddha's 67 photos: 5.2 s against 0.6 s with CUDA matching on 16 cores); photos from one
-    # device are given one shared camera after matching (share_one_camera), before mapping.
+    # device are given one shared camera after matching (cameras.share_one_camera), before mapping.
     pycolmap.import_images(str(database), str(images_dir), pycolmap.CameraMode.PER_IMAGE, names)
-    _set_focal_priors(database, kept)
+    set_focal_priors(database, kept)
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = options.num_threads
     extraction.sift.max_num_features = options.max_num_features
@@ -55,37 +51,7 @@ def extract(
     progress.step("extraction", 1.0, extracted=len(names), images=len(names))
 
 
-def from_one_device(kept: list[Prepared]) -> bool:
-    """The same EXIF make/model (or none at all, as with frames from one video) and the same size:
-    one shared camera for mapping. Photos from different devices keep one camera each, since
-    sharing intrinsics between them breaks the model."""
-    return len({(p.photo.camera, p.width, p.height) for p in kept}) == 1
-
-
-def share_one_camera(database: Path, kept: list[Prepared]) -> None:
-    """After matching: every photo of a one-device capture on the first photo's camera (with the
-    median EXIF focal prior of all), so that mapping refines one set of intrinsics.
-
-    pycolmap 4.2 has no call that moves an image to another camera or deletes a camera, so this
-    edits its database schema (images, frames and their data, rigs, cameras) in one transaction;
-    the pycolmap pin (<5) and the tests that map after it guard the schema."""
-    if len(kept) < 2 or not from_one_device(kept):
-        return
-    with closing(sqlite3.connect(database)) as sql, sql:
-        keep = sql.execute("SELECT MIN(camera_id) FROM images").fetchone()[0]
-        rig = sql.execute(
-            "SELECT rig_id FROM rigs WHERE ref_sensor_id = ? AND ref_sensor_type = ?", (keep, _CAMERA_SENSOR)
-        ).fetchone()[0]
-        sql.execute("UPDATE images SET camera_id = ?", (keep,))
-        sql.execute("UPDATE frame_data SET sensor_id = ? WHERE sensor_type = ?", (keep, _CAMERA_SENSOR))
-        sql.execute("UPDATE frames SET rig_id = ?", (rig,))
-        sql.execute("DELETE FROM rig_sensors WHERE rig_id <> ?", (rig,))
-        sql.execute("DELETE FROM rigs WHERE rig_id <> ?", (rig,))
-        sql.execute("DELETE FROM cameras WHERE camera_id <> ?", (keep,))
-    _set_focal_priors(database, kept)
-
-
-def _set_focal_priors(database: Path, kept: list[Prepared]) -> None:
+def set_focal_priors(database: Path, kept: list[Prepared]) -> None:
     """EXIF focal lengths (scaled to the working copies) as initial focal lengths with prior."""
     by_name = {p.photo.name: p for p in kept}
     db = pycolmap.Database.open(str(database))

@@ -9,6 +9,7 @@ from photosplat_libs.errors import UserError
 
 from photosplat_colmap import mapping
 from photosplat_colmap.mapping import Attempt
+from photosplat_colmap.cameras import camera_per_photo, merge_cameras
 from photosplat_colmap.matching import EXHAUSTIVE_FALLBACK_MAX_IMAGES, match, num_verified_pairs
 from photosplat_colmap.progress import SfmProgress
 from photosplat_colmap.types import Reporter, SfmOptions
@@ -37,7 +38,11 @@ def map_with_fallbacks(
             break
         if mapper == "rematch-exhaustive":
             t = time.monotonic()
+            # Verified with a camera per photo (in parallel), mapped on the shared one again.
+            split = camera_per_photo(database)
             match(database, "exhaustive", options, names)
+            if split:
+                merge_cameras(database)
             reporter.log(
                 f"fallback: exhaustive re-matching, {num_verified_pairs(database)} pairs in {time.monotonic() - t:.1f} s"
             )

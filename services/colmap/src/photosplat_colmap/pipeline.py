@@ -16,7 +16,8 @@ from photosplat_libs.errors import UserError
 
 from photosplat_colmap import devices, outputs
 from photosplat_colmap.capture import CaptureReport, Photo, prepare, usable_cpus
-from photosplat_colmap.extraction import extract, num_keypoints, share_one_camera
+from photosplat_colmap.cameras import share_one_camera
+from photosplat_colmap.extraction import extract, num_keypoints
 from photosplat_colmap.fallbacks import fail_if_poor, map_with_fallbacks
 from photosplat_colmap.mapping import Attempt
 from photosplat_colmap.matching import choose_matcher, match, num_verified_pairs
