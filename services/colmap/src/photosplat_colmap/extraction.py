@@ -42,11 +42,12 @@ def extract(
     # Chunks for the progress bar, but each call costs a start (GPU contexts with CUDA) and idles
     # threads at its tail: only large sets are split, into at most ten calls.
     chunk = chunk_size(len(names), EXTRACTION_MIN_IMAGES_PER_THREAD * options.num_threads)
+    device = devices.sift_device(options)
     for start in range(0, len(names), chunk):
         progress.step("extraction", start / len(names), extracted=start, images=len(names))
         pycolmap.extract_features(
             str(database), str(images_dir), image_names=names[start : start + chunk], extraction_options=extraction,
-            device=devices.sift_device(options),
+            device=device,
         )
     progress.step("extraction", 1.0, extracted=len(names), images=len(names))
 

@@ -293,8 +293,10 @@ class _Trainer:
 
     def _note_budget_reached(self, step: int) -> None:
         """Once, in the job log: the count reached the budget the device's memory set."""
+        if self.memory_budget is None:
+            return
         count = len(self.params["means"])
-        if self.memory_budget is None or count < self.memory_budget:
+        if count < self.memory_budget:
             return
         self.hooks.log(
             f"step {step}: {count:,} Gaussians, the budget the {self.backend.name} device's free memory allows: "
