@@ -30,9 +30,11 @@ def _rms(points: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> float
 
 
 @pytest.mark.parametrize("make", [_patterns, _spread])
-def test_the_batched_palette_serves_the_gaussians_as_well_as_the_two_level_one(make) -> None:  # type: ignore[no-untyped-def]
-    points = make(6000, np.random.default_rng(5))
-    size = 256
+# 3000 into 128: two entries a pattern, where uniformly random seeds left patterns sharing one (2x
+# the RMS error; seen as test_export_sog failing on a GPU, which CI does not have).
+@pytest.mark.parametrize(("n", "size"), [(6000, 256), (3000, 128)])
+def test_the_batched_palette_serves_the_gaussians_as_well_as_the_two_level_one(make, n: int, size: int) -> None:  # type: ignore[no-untyped-def]
+    points = make(n, np.random.default_rng(5))
     ours, labels = sh_palette_torch(points, size, seed=0, device="cpu")
     assert len(ours) <= size and labels.min() >= 0 and labels.max() < len(ours)
     cpu_centroids, cpu_labels = clustering.sh_palette(points.reshape(-1, 15, 3), size)
@@ -59,3 +61,31 @@ def test_on_a_gpu_the_palette_of_300k_gaussians_takes_under_a_second() -> None:
     seconds = time.monotonic() - started
     print(f"palette of {len(points)} into {len(centroids)}: {seconds:.2f} s, RMS {_rms(points, centroids, labels):.4f}")
     assert seconds < 1.0
+
+
+def _weighted_rms(points: np.ndarray, centroids: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    errors = ((points - centroids.reshape(len(centroids), -1)[labels]) ** 2).mean(axis=1)
+    return float(np.sqrt((weights * errors).sum() / weights.sum()))
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_weights_pull_the_palette_towards_the_gaussians_that_matter(batched: bool) -> None:
+    rng = np.random.default_rng(3)
+    points = _spread(4000, rng)
+    weights = np.where(rng.random(4000) < 0.1, 50.0, 0.1)
+
+    def fit(w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if batched:
+            return sh_palette_torch(points, 128, seed=0, device="cpu", weights=w)
+        return clustering.sh_palette(points.reshape(-1, 15, 3), 128, weights=w)
+
+    plain, weighted = fit(None), fit(weights)
+    assert _weighted_rms(points, *weighted, weights) < 0.9 * _weighted_rms(points, *plain, weights)
+
+
+def test_importance_grows_with_opacity_and_area_and_is_bounded() -> None:
+    logits = np.array([4.0, -4.0, 4.0, 4.0])
+    log_scales = np.array([[-3.0, -3.0, -3.0], [-3.0, -3.0, -3.0], [-6.0, -6.0, -6.0], [-3.0, -3.0, 2.0]])
+    w = clustering.importance(logits, log_scales)
+    assert w[0] > w[1] and w[0] > w[2] and w[3] > w[0]
+    assert w.min() >= 1e-3 and w.max() <= 100.0

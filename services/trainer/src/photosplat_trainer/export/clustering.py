@@ -76,13 +76,13 @@ def _nearest(points: np.ndarray, centroids: np.ndarray, chunk: int = 16384) -> n
     return out
 
 
-def _kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator, weights: np.ndarray | None = None) -> np.ndarray:
     """Each next centre a point drawn with probability proportional to its squared distance from
-    the centres so far."""
+    the centres so far (times its weight)."""
     chosen = [int(rng.integers(len(points)))]
     distance = ((points - points[chosen[0]]) ** 2).sum(axis=1)
     for _ in range(k - 1):
-        total = np.cumsum(distance, dtype=np.float64)
+        total = np.cumsum(distance if weights is None else distance * weights, dtype=np.float64)
         if total[-1] > 0:
             chosen.append(min(int(np.searchsorted(total, rng.random() * total[-1], side="right")), len(points) - 1))
         else:  # every point is a centre already: any will do
@@ -92,25 +92,27 @@ def _kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> n
 
 
 def _kmeans(
-    points: np.ndarray, k: int, rng: np.random.Generator, fit_per_centroid: int | None = None
+    points: np.ndarray, k: int, rng: np.random.Generator, fit_per_centroid: int | None = None, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's k-means from a k-means++ start (the reference's random points merged recurring
     colours: 64 SH patterns in 3000 Gaussians came back at 2x the RMS error); an emptied cluster
     restarts at a random point. With ``fit_per_centroid``, the centroids are fitted on a random
-    sample of that many points per centroid and then every point is assigned once."""
+    sample of that many points per centroid and then every point is assigned once. ``weights``: each
+    point's pull on its centroid (a weighted mean)."""
     n, dims = points.shape
     if n <= k:
         return points.copy(), np.arange(n)
-    fit = points
+    fit, w = points, (np.ones(n) if weights is None else weights)
     if fit_per_centroid is not None and n > fit_per_centroid * k:
-        fit = points[rng.choice(n, fit_per_centroid * k, replace=False)]
+        chosen = rng.choice(n, fit_per_centroid * k, replace=False)
+        fit, w = points[chosen], w[chosen]
     # Seeded from a sample: k-means++ is k passes over its points.
-    seeds = fit if len(fit) <= 8 * k else fit[rng.choice(len(fit), 8 * k, replace=False)]
-    centroids = _kmeans_plus_plus(seeds, k, rng)
+    sample = np.arange(len(fit)) if len(fit) <= 8 * k else rng.choice(len(fit), 8 * k, replace=False)
+    centroids = _kmeans_plus_plus(fit[sample], k, rng, None if weights is None else w[sample])
     for _ in range(_KMEANS_ITERATIONS):
         labels = _nearest(fit, centroids)
-        counts = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, fit[:, d], minlength=k) for d in range(dims)], axis=1)
+        counts = np.bincount(labels, w, minlength=k)
+        sums = np.stack([np.bincount(labels, w * fit[:, d], minlength=k) for d in range(dims)], axis=1)
         filled = counts > 0
         centroids[filled] = (sums[filled] / counts[filled, None]).astype(points.dtype)
         if not filled.all():
@@ -123,7 +125,8 @@ def coarse_cells(size: int) -> int:
 
 
 def cell_quotas(members: np.ndarray, size: int) -> np.ndarray:
-    """Palette entries per coarse cell: one for every occupied cell, the rest by share, the largest
+    """Palette entries per coarse cell (``members``: its Gaussians, or the sum of their weights):
+    one for every occupied cell, the rest by share, the largest
     remainders taking what flooring left over; never more than ``size`` in all (labels are 16-bit)."""
     share = (size - int((members > 0).sum())) * members / members.sum()
     quota = np.where(members > 0, 1 + np.floor(share), 0).astype(np.int64)
@@ -137,13 +140,14 @@ def _gpu_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def sh_palette(shN: np.ndarray, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sh_palette(shN: np.ndarray, size: int, seed: int = 0, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A palette of at most ``size`` SH-rest vectors (``(P, K, 3)``) and each Gaussian's entry.
 
     Two levels: sqrt(size) coarse cells (fitted on a sample, every Gaussian then assigned once),
     then each cell gets the share of the palette its Gaussians are of the whole, clustered within
     the cell. Labels of one cell are consecutive, so neighbouring Gaussians (alike in colour) share
-    a label's high byte, which WebP compresses."""
+    a label's high byte, which WebP compresses. ``weights``: each Gaussian's pull on its entry (see
+    ``importance``)."""
     n, k, _ = shN.shape
     points = shN.reshape(n, k * 3).astype(np.float32)
     if n <= size:
@@ -151,18 +155,19 @@ def sh_palette(shN: np.ndarray, size: int, seed: int = 0) -> tuple[np.ndarray, n
     if _gpu_available():
         from photosplat_trainer.export.clustering_torch import sh_palette_torch
 
-        centroids, labels = sh_palette_torch(points, size, seed, "cuda")
+        centroids, labels = sh_palette_torch(points, size, seed, "cuda", weights)
         return centroids.reshape(-1, k, 3), labels
     _, cells = _kmeans(points, coarse_cells(size), np.random.default_rng(seed), fit_per_centroid=32)
     members = np.bincount(cells, minlength=coarse_cells(size))
-    quota = cell_quotas(members, size)
+    quota = cell_quotas(members if weights is None else np.bincount(cells, weights, minlength=coarse_cells(size)), size)
     order = np.argsort(cells, kind="stable")
     starts = np.concatenate([[0], np.cumsum(members)])
     filled = np.flatnonzero(members)
 
     def fit_cell(cell: int) -> tuple[np.ndarray, np.ndarray]:
-        members_of_cell = points[order[starts[cell] : starts[cell + 1]]]
-        return _kmeans(members_of_cell, int(quota[cell]), np.random.default_rng([seed, cell]))
+        members_of_cell = order[starts[cell] : starts[cell + 1]]
+        cell_weights = None if weights is None else weights[members_of_cell]
+        return _kmeans(points[members_of_cell], int(quota[cell]), np.random.default_rng([seed, cell]), weights=cell_weights)
 
     # Hundreds of small products: OpenBLAS's threads cost more than they save on each (5-10x on
     # a busy machine), so one BLAS thread per cell and the cells spread over the cores instead.
@@ -174,3 +179,14 @@ def sh_palette(shN: np.ndarray, size: int, seed: int = 0) -> tuple[np.ndarray, n
         labels[order[starts[cell] : starts[cell + 1]]] = offset + local
         offset += len(centroids)
     return np.concatenate([c for c, _ in fitted]).reshape(-1, k, 3), labels
+
+
+def importance(opacity_logits: np.ndarray, log_scales: np.ndarray) -> np.ndarray:
+    """How much of the image a Gaussian's colour can reach: opacity times the area of its two
+    largest axes (as LightGaussian weights its SH vector quantisation), normalised to a mean of 1
+    and capped at 100 so that a few huge Gaussians do not take the palette."""
+    opacity = 1.0 / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
+    largest_two = np.sort(log_scales.astype(np.float64), axis=1)[:, 1:].sum(axis=1)
+    w = opacity * np.exp(largest_two - largest_two.max())
+    w = w / max(w.mean(), 1e-300)
+    return np.clip(w, 1e-3, 100.0)

@@ -35,12 +35,14 @@ import io
 import json
 import math
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from photosplat_trainer.export.clustering import CODEBOOK_SIZE, quantize_1d, sh_palette
+from photosplat_trainer.export.clustering import CODEBOOK_SIZE, importance, quantize_1d, sh_palette
+from photosplat_trainer.export.sog_order import inverse_log_transform, log_transform, spatial_order
 from photosplat_trainer.gaussians import GaussianSet
 
 VERSION = 2
@@ -55,50 +57,9 @@ FILES = {
     "shN": ["shN_centroids.webp", "shN_labels.webp"],
 }
 _SQRT2 = math.sqrt(2.0)
-_MORTON_BITS = 21
-# Shifts and masks that spread 21 bits two apart (a 63-bit Morton code interleaves three axes).
-_SPREAD = (
-    (32, 0x1F00000000FFFF),
-    (16, 0x1F0000FF0000FF),
-    (8, 0x100F00F00F00F00F),
-    (4, 0x10C30C30C30C30C3),
-    (2, 0x1249249249249249),
-)
+_OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])  # the stored three, by the largest's index
 # A fixed zip timestamp: the same set writes the same bytes.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-def _log_transform(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-def _inverse_log_transform(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.expm1(np.abs(x))
-
-
-def _part1by2(x: np.ndarray) -> np.ndarray:
-    """Spread 21 bits so that two zero bits follow each (a 63-bit Morton code interleaves three)."""
-    x = x.astype(np.uint64) & np.uint64(0x1FFFFF)
-    for shift, mask in _SPREAD:
-        x = (x | (x << np.uint64(shift))) & np.uint64(mask)
-    return x
-
-
-def spatial_order(means: np.ndarray) -> np.ndarray:
-    """The Morton order of the centres, as indices: the order of the Gaussians in a SOG file.
-
-    21 bits an axis (the reference's 10 bits and recursion into crowded cells, in one sort), on the
-    log-warped positions the file quantises, so a floater far away does not crowd the scene into a
-    few cells."""
-    if len(means) == 0:
-        return np.zeros(0, np.int64)
-    warped = _log_transform(means.astype(np.float64))
-    low = warped.min(axis=0)
-    span = warped.max(axis=0) - low
-    cells = (warped - low) / np.where(span > 0, span, 1.0) * ((1 << _MORTON_BITS) - 1)
-    cells = np.rint(cells).astype(np.uint64)
-    code = _part1by2(cells[:, 0]) | (_part1by2(cells[:, 1]) << np.uint64(1)) | (_part1by2(cells[:, 2]) << np.uint64(2))
-    return np.argsort(code, kind="stable")
 
 
 def texture_size(count: int) -> tuple[int, int]:
@@ -106,12 +67,20 @@ def texture_size(count: int) -> tuple[int, int]:
     return width, max(4, math.ceil(count / width / 4) * 4)
 
 
-def palette_size(count: int) -> int:
-    """SH palette entries: a power of two near one per 16 Gaussians (the reference's one per 1 to 16
-    costs ~10 B a Gaussian in centroids alone; view-dependent colour does not need it)."""
-    if count < 2 * GAUSSIANS_PER_PALETTE_ENTRY:
+@dataclass(frozen=True)
+class SogOptions:
+    """The encoder's choices within the format (benchmarked in bench_sog.py)."""
+
+    gaussians_per_palette_entry: int = GAUSSIANS_PER_PALETTE_ENTRY
+    palette_weighted: bool = True  # the SH palette's k-means weighted by clustering.importance
+
+
+def palette_size(count: int, per_entry: int = GAUSSIANS_PER_PALETTE_ENTRY) -> int:
+    """SH palette entries: a power of two near one per ``per_entry`` Gaussians (the reference's one
+    per 1 to 16 costs ~10 B a Gaussian in centroids alone; view-dependent colour does not need it)."""
+    if count < 2 * per_entry:
         return max(count, 1)
-    return min(MAX_PALETTE, 1 << int(math.floor(math.log2(count / GAUSSIANS_PER_PALETTE_ENTRY))))
+    return min(MAX_PALETTE, 1 << int(math.floor(math.log2(count / per_entry))))
 
 
 def _webp(pixels: np.ndarray, width: int, height: int) -> bytes:
@@ -135,7 +104,7 @@ def _floats(values: np.ndarray) -> list[float]:
 
 
 def _pack_means(means: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
-    warped = _log_transform(means.astype(np.float64))
+    warped = log_transform(means.astype(np.float64))
     mins = warped.min(axis=0) if len(means) else np.zeros(3)
     maxs = warped.max(axis=0) if len(means) else np.zeros(3)
     span = np.where(maxs > mins, maxs - mins, 1.0)
@@ -151,8 +120,7 @@ def _pack_quats(quats_wxyz: np.ndarray) -> np.ndarray:
     rows = np.arange(len(q))
     largest = np.argmax(np.abs(q), axis=1)
     q *= np.where(q[rows, largest] < 0, -_SQRT2, _SQRT2)[:, None]
-    others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
-    small = np.take_along_axis(q, others, axis=1)
+    small = np.take_along_axis(q, _OTHERS[largest], axis=1)
     packed = np.empty((len(q), 4), np.uint8)
     packed[:, :3] = np.clip(np.rint(255.0 * (small * 0.5 + 0.5)), 0, 255)
     packed[:, 3] = 252 + largest
@@ -165,14 +133,14 @@ def _unpack_quats(packed: np.ndarray) -> np.ndarray:
         raise ValueError("SOG quats.webp: alpha must be 252 + the index of the largest component (252 to 255)")
     largest = tags - 252
     small = (packed[:, :3].astype(np.float64) / 255.0 * 2.0 - 1.0) / _SQRT2
-    others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
+    others = _OTHERS[largest]
     q = np.zeros((len(packed), 4))
     np.put_along_axis(q, others, small, axis=1)
     q[np.arange(len(q)), largest] = np.sqrt(np.maximum(0.0, 1.0 - (small * small).sum(axis=1)))
     return q.astype(np.float32)
 
 
-def encode_sog(g: GaussianSet) -> bytes:
+def encode_sog(g: GaussianSet, options: SogOptions = SogOptions()) -> bytes:
     if g.sh_degree > 3:
         raise ValueError("SOG stores SH degrees 0 to 3")
     n = len(g)
@@ -200,7 +168,8 @@ def encode_sog(g: GaussianSet) -> bytes:
         "sh0": {"codebook": _floats(colour_codebook), "files": FILES["sh0"]},
     }
     if g.sh_degree > 0 and n > 0:
-        meta["shN"], centroids, labels = _pack_sh_rest(g.shN[order], g.sh_degree)
+        weights = importance(g.opacity_logits[order], g.log_scales[order]) if options.palette_weighted else None
+        meta["shN"], centroids, labels = _pack_sh_rest(g.shN[order], g.sh_degree, options, weights)
         images["shN_centroids.webp"] = centroids
         images["shN_labels.webp"] = _webp(labels, width, height)
 
@@ -213,9 +182,11 @@ def encode_sog(g: GaussianSet) -> bytes:
     return out.getvalue()
 
 
-def _pack_sh_rest(shN: np.ndarray, degree: int) -> tuple[dict[str, object], bytes, np.ndarray]:
+def _pack_sh_rest(
+    shN: np.ndarray, degree: int, options: SogOptions, weights: np.ndarray | None
+) -> tuple[dict[str, object], bytes, np.ndarray]:
     n, k, _ = shN.shape
-    palette, labels = sh_palette(shN, palette_size(n))
+    palette, labels = sh_palette(shN, palette_size(n, options.gaussians_per_palette_entry), weights=weights)
     codebook, indices = quantize_1d(palette)
     entries = len(palette)
     rows = math.ceil(entries / CENTROIDS_PER_ROW)
@@ -269,7 +240,7 @@ def _decode(meta: dict, bundle: zipfile.ZipFile, names: dict[str, str]) -> Gauss
     high = _read_image(bundle, names, meta["means"]["files"][1], n)[:, :3].astype(np.uint32)
     mins, maxs = np.asarray(meta["means"]["mins"], np.float64), np.asarray(meta["means"]["maxs"], np.float64)
     span = np.where(maxs != mins, maxs - mins, 1.0)
-    means = _inverse_log_transform(mins + span * ((low | (high << 8)) / 65535.0))
+    means = inverse_log_transform(mins + span * ((low | (high << 8)) / 65535.0))
 
     scales = _codebook(meta, "scales")[_read_image(bundle, names, meta["scales"]["files"][0], n)[:, :3]]
     sh0 = _read_image(bundle, names, meta["sh0"]["files"][0], n)
