@@ -29,7 +29,7 @@ from photosplat_trainer.backends.cpu import CpuBackend
 from photosplat_trainer.config import preset
 from photosplat_trainer.dataset import View
 from photosplat_trainer.export import EXPORT_FORMATS, load_export
-from photosplat_trainer.export.sog import decode_sog, encode_sog, palette_size, read_sog, spatial_order, write_sog
+from photosplat_trainer.export.sog import SogOptions, decode_sog, encode_sog, palette_size, read_sog, spatial_order, write_sog
 from photosplat_trainer.gaussians import GaussianSet
 from photosplat_trainer.evaluation import render_image
 from photosplat_trainer.backends.rasterize import quat_to_rotmat
@@ -68,6 +68,18 @@ def rotation(q: np.ndarray) -> np.ndarray:
     return quat_to_rotmat(torch.from_numpy(np.asarray(q, np.float64))).numpy()
 
 
+def covariances(quats: np.ndarray, log_scales: np.ndarray) -> np.ndarray:
+    r = rotation(quats)
+    return np.einsum("nij,nj,nkj->nik", r, np.exp(2.0 * np.asarray(log_scales, np.float64)), r)
+
+
+def shape_errors(quats: np.ndarray, log_scales: np.ndarray, true_quats: np.ndarray, true_log_scales: np.ndarray) -> np.ndarray:
+    """Each Gaussian's covariance error relative to its own size (Frobenius)."""
+    truth = covariances(true_quats, true_log_scales)
+    diff = covariances(quats, log_scales) - truth
+    return np.sqrt((diff**2).sum(axis=(1, 2)) / (truth**2).sum(axis=(1, 2)))
+
+
 def alpha(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
@@ -102,16 +114,36 @@ def test_round_trip_within_the_formats_quantisation(tmp_path: Path, degree: int)
     span = np.asarray(meta["means"]["maxs"]) - np.asarray(meta["means"]["mins"])
     bound = 0.5 * span / 65535 * (np.abs(ordered.means) + 1) * 1.001 + 1e-6
     assert (np.abs(back.means - ordered.means) <= bound).all()
-    assert np.abs(rotation(back.quats) - rotation(ordered.quats)).max() < 0.015
     np.testing.assert_allclose(alpha(back.opacity_logits), alpha(ordered.opacity_logits), atol=0.5 / 255 + 1e-6)
-    np.testing.assert_array_equal(back.log_scales, nearest_in(meta["scales"]["codebook"], ordered.log_scales))
+    # Each Gaussian may be stored in another of its 24 equivalent frames: its scales then come in
+    # another order, and only its shape (the covariance) is the same.
+    quantised_scales = nearest_in(meta["scales"]["codebook"], ordered.log_scales)
+    np.testing.assert_array_equal(np.sort(back.log_scales, axis=1), np.sort(quantised_scales, axis=1))
+    shape_error = shape_errors(back.quats, back.log_scales, ordered.quats, quantised_scales)
+    assert shape_error.max() < 0.03, shape_error.max()
     np.testing.assert_array_equal(back.sh0, nearest_in(meta["sh0"]["codebook"], ordered.sh0))
     # 256 entries where the values are: fine steps for what most Gaussians hold.
-    assert np.percentile(np.abs(back.log_scales - ordered.log_scales), 99) < 0.03
+    assert np.percentile(np.abs(np.sort(back.log_scales, axis=1) - np.sort(ordered.log_scales, axis=1)), 99) < 0.03
     assert np.percentile(np.abs(back.sh0 - ordered.sh0), 99) < 0.02
     if degree:
         # The 64 recurring patterns are found again: what is left is their noise (0.01) and the codebook.
         assert np.sqrt(np.mean((back.shN - ordered.shN) ** 2)) < 0.015
+
+
+def test_each_gaussian_is_stored_in_the_frame_whose_8_bit_rotation_keeps_its_shape_best() -> None:
+    """The 24 frames of one shape (cube rotations, scales permuted to match) meet the 8-bit grid
+    differently; storing the best halved the shape error against storing the trained frame."""
+    g = realistic_set(20_000, 0)
+    g = GaussianSet(**{**g.__dict__, "log_scales": np.random.default_rng(1).normal(-4.5, 0.8, (len(g), 3)).astype(np.float32)})
+    errors = {}
+    ordered = g.subset(spatial_order(g.means))
+    for reorient in (False, True):
+        data = encode_sog(g, SogOptions(reorient=reorient))
+        codebook = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("meta.json"))["scales"]["codebook"]
+        back = decode_sog(data)
+        errors[reorient] = shape_errors(back.quats, back.log_scales, ordered.quats, nearest_in(codebook, ordered.log_scales))
+    assert errors[True].mean() < 0.7 * errors[False].mean(), (errors[True].mean(), errors[False].mean())
+    assert np.percentile(errors[True], 99) < np.percentile(errors[False], 99)
 
 
 def test_size_at_degree_3_is_at_most_20_bytes_a_gaussian(tmp_path: Path) -> None:
@@ -219,6 +251,30 @@ def test_renders_as_the_original_does(tmp_path: Path) -> None:
         a, b = render_image(g, view, backend, cfg), render_image(back, view, backend, cfg)
         psnr = 10 * np.log10(1.0 / np.mean((a - b) ** 2))
         assert psnr > 35.0, (eye, psnr)
+
+
+def test_needles_render_closer_to_the_original_when_stored_in_their_best_frame() -> None:
+    """Long thin Gaussians show the 8-bit rotations most (on a trained 300k-Gaussian object at
+    1600 px, rotations were half of SOG's round-trip loss): rendered by the CPU rasteriser, the file
+    that stores each in its best frame is nearer the original picture, by ~4 dB here."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    direction = rng.normal(size=(n, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    g = realistic_set(n, 0, seed=3)
+    g.means = (direction * rng.uniform(0.8, 1.0, (n, 1))).astype(np.float32)
+    axes = np.column_stack([rng.normal(-1.8, 0.3, n), rng.normal(-4.0, 0.3, n), rng.normal(-4.0, 0.3, n)])
+    g.log_scales = axes[np.arange(n)[:, None], np.argsort(rng.random((n, 3)), axis=1)].astype(np.float32)
+    backend, cfg = CpuBackend(), preset("preview")
+    views = [_look_at(np.array(eye), np.zeros(3), 160, 120) for eye in ([0.0, 0.5, -3.0], [2.5, -1.0, 1.5])]
+    originals = [render_image(g, view, backend, cfg) for view in views]
+
+    def psnrs(reorient: bool) -> list[float]:
+        back = decode_sog(encode_sog(g, SogOptions(reorient=reorient)))
+        return [float(10 * np.log10(1.0 / np.mean((a - render_image(back, v, backend, cfg)) ** 2))) for a, v in zip(originals, views)]
+
+    as_trained, best = psnrs(False), psnrs(True)
+    assert all(b > a + 2.0 for a, b in zip(as_trained, best)), (as_trained, best)
 
 
 @pytest.mark.skipif(shutil.which("node") is None or not SPARK.exists(), reason="needs Node and `npm ci --prefix web`")

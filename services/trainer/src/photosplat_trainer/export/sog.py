@@ -10,7 +10,9 @@ a ``W x H`` texture (``W = ceil(sqrt(count) / 4) * 4``, ``H = ceil(count / W / 4
   scene, coarse far out, where a viewer cannot tell).
 * ``quats``: "smallest three": the other three components of the normalised w-x-y-z quaternion,
   sign-flipped so the largest is positive, times sqrt(2), as ``255 * (v / 2 + 0.5)``; alpha is
-  ``252 + index`` of the largest one.
+  ``252 + index`` of the largest one. Each Gaussian is stored in whichever of its 24 equivalent
+  frames (cube rotations with its scales permuted to match) keeps its shape best at 8 bits
+  (``sog_rotations.py``).
 * ``scales``: three indices into ``meta.scales.codebook`` (256 log-scales shared by the three axes).
 * ``sh0``: three indices into ``meta.sh0.codebook`` (256 DC coefficients shared by R, G and B), then
   ``sigmoid(opacity) * 255``.
@@ -43,6 +45,7 @@ from PIL import Image
 
 from photosplat_trainer.export.clustering import CODEBOOK_SIZE, importance, quantize_1d, sh_palette
 from photosplat_trainer.export.sog_order import inverse_log_transform, log_transform, spatial_order
+from photosplat_trainer.export.sog_rotations import best_orientation, pack_quats, unpack_quats
 from photosplat_trainer.gaussians import GaussianSet
 
 VERSION = 2
@@ -56,8 +59,6 @@ FILES = {
     "sh0": ["sh0.webp"],
     "shN": ["shN_centroids.webp", "shN_labels.webp"],
 }
-_SQRT2 = math.sqrt(2.0)
-_OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])  # the stored three, by the largest's index
 # A fixed zip timestamp: the same set writes the same bytes.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -73,6 +74,7 @@ class SogOptions:
 
     gaussians_per_palette_entry: int = GAUSSIANS_PER_PALETTE_ENTRY
     palette_weighted: bool = True  # the SH palette's k-means weighted by clustering.importance
+    reorient: bool = True  # each Gaussian stored in whichever of its 24 equivalent frames rounds best
 
 
 def palette_size(count: int, per_entry: int = GAUSSIANS_PER_PALETTE_ENTRY) -> int:
@@ -113,33 +115,6 @@ def _pack_means(means: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, ob
     return low, high, {"mins": mins.tolist(), "maxs": maxs.tolist(), "files": FILES["means"]}
 
 
-def _pack_quats(quats_wxyz: np.ndarray) -> np.ndarray:
-    q = quats_wxyz.astype(np.float64)
-    norms = np.linalg.norm(q, axis=1, keepdims=True)
-    q = np.where(norms > 0, q / np.where(norms > 0, norms, 1.0), np.array([1.0, 0.0, 0.0, 0.0]))
-    rows = np.arange(len(q))
-    largest = np.argmax(np.abs(q), axis=1)
-    q *= np.where(q[rows, largest] < 0, -_SQRT2, _SQRT2)[:, None]
-    small = np.take_along_axis(q, _OTHERS[largest], axis=1)
-    packed = np.empty((len(q), 4), np.uint8)
-    packed[:, :3] = np.clip(np.rint(255.0 * (small * 0.5 + 0.5)), 0, 255)
-    packed[:, 3] = 252 + largest
-    return packed
-
-
-def _unpack_quats(packed: np.ndarray) -> np.ndarray:
-    tags = packed[:, 3].astype(np.int64)
-    if ((tags < 252) | (tags > 255)).any():
-        raise ValueError("SOG quats.webp: alpha must be 252 + the index of the largest component (252 to 255)")
-    largest = tags - 252
-    small = (packed[:, :3].astype(np.float64) / 255.0 * 2.0 - 1.0) / _SQRT2
-    others = _OTHERS[largest]
-    q = np.zeros((len(packed), 4))
-    np.put_along_axis(q, others, small, axis=1)
-    q[np.arange(len(q)), largest] = np.sqrt(np.maximum(0.0, 1.0 - (small * small).sum(axis=1)))
-    return q.astype(np.float32)
-
-
 def encode_sog(g: GaussianSet, options: SogOptions = SogOptions()) -> bytes:
     if g.sh_degree > 3:
         raise ValueError("SOG stores SH degrees 0 to 3")
@@ -151,8 +126,11 @@ def encode_sog(g: GaussianSet, options: SogOptions = SogOptions()) -> bytes:
     low, high, means_meta = _pack_means(g.means[order])
     images["means_l.webp"] = _webp(low, width, height)
     images["means_u.webp"] = _webp(high, width, height)
-    images["quats.webp"] = _webp(_pack_quats(g.quats[order]), width, height)
-    scales_codebook, scale_labels = quantize_1d(g.log_scales[order])
+    quats, log_scales = g.quats[order], g.log_scales[order]
+    if options.reorient:
+        quats, log_scales = best_orientation(quats, log_scales)
+    images["quats.webp"] = _webp(pack_quats(quats), width, height)
+    scales_codebook, scale_labels = quantize_1d(log_scales)
     images["scales.webp"] = _webp(scale_labels, width, height)
     colour_codebook, colour_labels = quantize_1d(g.sh0[order].reshape(n, 3))
     alpha = 1.0 / (1.0 + np.exp(-g.opacity_logits[order].astype(np.float64)))
@@ -246,7 +224,7 @@ def _decode(meta: dict, bundle: zipfile.ZipFile, names: dict[str, str]) -> Gauss
     sh0 = _read_image(bundle, names, meta["sh0"]["files"][0], n)
     colours = _codebook(meta, "sh0")[sh0[:, :3]]
     alpha = np.clip(sh0[:, 3].astype(np.float64) / 255.0, 1e-6, 1.0 - 1e-6)
-    quats = _unpack_quats(_read_image(bundle, names, meta["quats"]["files"][0], n))
+    quats = unpack_quats(_read_image(bundle, names, meta["quats"]["files"][0], n))
 
     shN = np.zeros((n, 0, 3), np.float32)
     if "shN" in meta:
