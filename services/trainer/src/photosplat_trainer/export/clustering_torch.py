@@ -66,10 +66,10 @@ def _seeds(x: torch.Tensor, w: torch.Tensor, cells: torch.Tensor, quota: torch.T
     """Indices of ``quota[c]`` members of each cell ``c``, cell after cell (so that a cell's entries
     are consecutive labels, which the label texture's WebP rewards), drawn as k-means++ draws: each
     next one with probability proportional to its squared distance from the cell's seeds so far
-    times its weight ``w``, every cell at once. Past ``SEQUENTIAL_DRAWS`` a cell's remaining seeds are drawn together from
-    those distances (a crowded cell of near-zero SH can hold thousands). Uniformly random members
-    instead left two recurring SH patterns on one entry where another had three: twice the RMS
-    error of the CPU's palette (test_export_sog, run on a GPU)."""
+    times its weight ``w``, every cell at once. Past ``SEQUENTIAL_DRAWS`` a cell's remaining seeds
+    are drawn together from those distances (a crowded cell of near-zero SH can need thousands).
+    Uniformly random members instead left two recurring SH patterns on one entry where another had
+    three: twice the RMS error of the CPU's palette (test_export_sog, run on a GPU)."""
     device_generator = torch.Generator(device=x.device)
     device_generator.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
     n_cells, index = len(quota), torch.arange(len(x), device=x.device)

@@ -23,34 +23,21 @@ _OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])  # the stored t
 
 
 def _cube_rotations() -> np.ndarray:
-    """The 24 rotations that map the axes onto the axes, as w-x-y-z quaternions (one sign each)."""
-    found: list[np.ndarray] = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            m = np.zeros((3, 3))
-            m[list(perm), [0, 1, 2]] = signs
-            if np.linalg.det(m) > 0:
-                found.append(_quat_of_matrix(m))
+    """The 24 rotations that map the axes onto the axes, as w-x-y-z quaternions (one sign each):
+    none and the half turns about an axis, quarter turns about an axis, half turns about a face
+    diagonal, third turns about a body diagonal."""
+    h = 1.0 / _SQRT2
+    found = [np.eye(4)[i] for i in range(4)]
+    for axis, sign in itertools.product((1, 2, 3), (1.0, -1.0)):
+        q = np.zeros(4)
+        q[0], q[axis] = h, sign * h
+        found.append(q)
+    for (i, j), sign in itertools.product(itertools.combinations((1, 2, 3), 2), (1.0, -1.0)):
+        q = np.zeros(4)
+        q[i], q[j] = h, sign * h
+        found.append(q)
+    found += [np.array([0.5, *signs]) for signs in itertools.product((0.5, -0.5), repeat=3)]
     return np.array(found)
-
-
-def _quat_of_matrix(m: np.ndarray) -> np.ndarray:
-    """w-x-y-z of a rotation matrix (Shepperd's method: the largest diagonal term first)."""
-    trace = np.trace(m)
-    candidates = [1 + trace, 1 + 2 * m[0, 0] - trace, 1 + 2 * m[1, 1] - trace, 1 + 2 * m[2, 2] - trace]
-    i = int(np.argmax(candidates))
-    q = np.zeros(4)
-    q[i] = math.sqrt(candidates[i]) / 2
-    f = 1 / (4 * q[i])
-    if i == 0:
-        q[1:] = [(m[2, 1] - m[1, 2]) * f, (m[0, 2] - m[2, 0]) * f, (m[1, 0] - m[0, 1]) * f]
-    elif i == 1:
-        q[[0, 2, 3]] = [(m[2, 1] - m[1, 2]) * f, (m[0, 1] + m[1, 0]) * f, (m[0, 2] + m[2, 0]) * f]
-    elif i == 2:
-        q[[0, 1, 3]] = [(m[0, 2] - m[2, 0]) * f, (m[0, 1] + m[1, 0]) * f, (m[1, 2] + m[2, 1]) * f]
-    else:
-        q[[0, 1, 2]] = [(m[1, 0] - m[0, 1]) * f, (m[0, 2] + m[2, 0]) * f, (m[1, 2] + m[2, 1]) * f]
-    return q
 
 
 _CUBE = _cube_rotations()
