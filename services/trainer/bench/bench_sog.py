@@ -32,26 +32,27 @@ VARIANTS = {
 
 
 def _rows(g, score, out: Path) -> list[dict]:
+    from photosplat_trainer.export.ply import write_ply
     from photosplat_trainer.export.sog import SogOptions, decode_sog, encode_sog, spatial_order
     from photosplat_trainer.export.spz import read_spz, write_spz
-    from photosplat_trainer.gaussians import GaussianSet
 
     n = len(g)
     base = score(g)
-    rows = [{"what": "trained set (PLY)", "psnr": base, "bytes_per_gaussian": 248.0}]
-    spz = write_spz(g, out / "scene.spz")
-    rows.append({"what": "spz", "psnr": score(read_spz(spz)), "bytes_per_gaussian": spz.stat().st_size / n})
-    decoded = None
+    ply, spz = write_ply(g, out / "scene.ply"), write_spz(g, out / "scene.spz")
+    rows = [
+        {"what": "trained set (PLY)", "psnr": base, "bytes_per_gaussian": ply.stat().st_size / n},
+        {"what": "spz", "psnr": score(read_spz(spz)), "bytes_per_gaussian": spz.stat().st_size / n},
+    ]
+    backs = {}
     for label, options in VARIANTS.items():
         started = time.monotonic()
         data = encode_sog(g, SogOptions(**options))
-        back = decode_sog(data)
-        rows.append({"what": label, "psnr": score(back), "bytes_per_gaussian": len(data) / n,
-                     "encode_seconds": time.monotonic() - started})
-        decoded = back if label == HYBRIDS_FROM else decoded
-    ordered = {f.name: getattr(g, f.name)[spatial_order(g.means)] for f in dataclasses.fields(GaussianSet)}
+        seconds = time.monotonic() - started
+        backs[label] = decode_sog(data)
+        rows.append({"what": label, "psnr": score(backs[label]), "bytes_per_gaussian": len(data) / n, "encode_seconds": seconds})
+    ordered = g.subset(spatial_order(g.means))
     for attribute in ATTRIBUTES:
-        hybrid = GaussianSet(**{**ordered, attribute: getattr(decoded, attribute)})
+        hybrid = dataclasses.replace(ordered, **{attribute: getattr(backs[HYBRIDS_FROM], attribute)})
         rows.append({"what": f"trained set, {attribute} from {HYBRIDS_FROM}", "psnr": score(hybrid)})
     for row in rows:
         row["drop_db"] = base - row["psnr"]

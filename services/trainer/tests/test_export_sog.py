@@ -234,15 +234,21 @@ def _look_at(eye: np.ndarray, target: np.ndarray, width: int, height: int) -> Vi
     return View("v", image, K, torch.tensor(viewmat, dtype=torch.float32), -1)
 
 
+def ball(n: int, degree: int, rng: np.random.Generator) -> GaussianSet:
+    """``realistic_set``'s Gaussians moved onto a shell of radius 0.8 to 1 around the origin."""
+    direction = rng.normal(size=(n, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    g = realistic_set(n, degree, seed=3)
+    g.means = (direction * rng.uniform(0.8, 1.0, (n, 1))).astype(np.float32)
+    return g
+
+
 def test_renders_as_the_original_does(tmp_path: Path) -> None:
     """A ball of overlapping, mostly opaque Gaussians with view-dependent colour, rendered by the
     trainer's CPU rasteriser from around it: the read-back set renders the same picture."""
     rng = np.random.default_rng(3)
     n = 4000
-    direction = rng.normal(size=(n, 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    g = realistic_set(n, 3, seed=3)
-    g.means = (direction * rng.uniform(0.8, 1.0, (n, 1))).astype(np.float32)
+    g = ball(n, 3, rng)
     g.log_scales = rng.normal(-3.2, 0.3, (n, 3)).astype(np.float32)
     back = read_sog(write_sog(g, tmp_path / "ball.sog"))
     backend, cfg = CpuBackend(), preset("preview")
@@ -259,10 +265,7 @@ def test_needles_render_closer_to_the_original_when_stored_in_their_best_frame()
     that stores each in its best frame is nearer the original picture, by ~4 dB here."""
     rng = np.random.default_rng(3)
     n = 3000
-    direction = rng.normal(size=(n, 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    g = realistic_set(n, 0, seed=3)
-    g.means = (direction * rng.uniform(0.8, 1.0, (n, 1))).astype(np.float32)
+    g = ball(n, 0, rng)
     axes = np.column_stack([rng.normal(-1.8, 0.3, n), rng.normal(-4.0, 0.3, n), rng.normal(-4.0, 0.3, n)])
     g.log_scales = axes[np.arange(n)[:, None], np.argsort(rng.random((n, 3)), axis=1)].astype(np.float32)
     backend, cfg = CpuBackend(), preset("preview")

@@ -126,8 +126,8 @@ def coarse_cells(size: int) -> int:
 
 def cell_quotas(members: np.ndarray, size: int) -> np.ndarray:
     """Palette entries per coarse cell (``members``: its Gaussians, or the sum of their weights):
-    one for every occupied cell, the rest by share, the largest
-    remainders taking what flooring left over; never more than ``size`` in all (labels are 16-bit)."""
+    one for every occupied cell, the rest by share, the largest remainders taking what flooring
+    left over; never more than ``size`` in all (labels are 16-bit)."""
     share = (size - int((members > 0).sum())) * members / members.sum()
     quota = np.where(members > 0, 1 + np.floor(share), 0).astype(np.int64)
     quota[np.argsort(-(share - np.floor(share)))[: size - int(quota.sum())]] += 1

@@ -146,7 +146,7 @@ def encode_sog(g: GaussianSet, options: SogOptions = SogOptions()) -> bytes:
         "sh0": {"codebook": _floats(colour_codebook), "files": FILES["sh0"]},
     }
     if g.sh_degree > 0 and n > 0:
-        weights = importance(g.opacity_logits[order], g.log_scales[order]) if options.palette_weighted else None
+        weights = importance(g.opacity_logits[order], log_scales) if options.palette_weighted else None
         meta["shN"], centroids, labels = _pack_sh_rest(g.shN[order], g.sh_degree, options, weights)
         images["shN_centroids.webp"] = centroids
         images["shN_labels.webp"] = _webp(labels, width, height)

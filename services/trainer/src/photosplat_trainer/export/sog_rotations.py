@@ -17,6 +17,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
+
+from photosplat_trainer.backends.rasterize import quat_to_rotmat
 
 _SQRT2 = math.sqrt(2.0)
 _OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])  # the stored three, by the largest's index
@@ -118,7 +121,7 @@ def _round_trip(q: np.ndarray) -> np.ndarray:
 
 def _axis_of_each_column() -> np.ndarray:
     """For each cube rotation P, which original axis each new axis j takes its scale from (P e_j = +-e_pi(j))."""
-    return np.abs(_rotation_matrices(_CUBE)).argmax(axis=-2)
+    return np.abs(quat_to_rotmat(torch.from_numpy(_CUBE)).numpy()).argmax(axis=-2)
 
 
 def _normalised(quats: np.ndarray) -> np.ndarray:
@@ -137,17 +140,6 @@ def _multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         aw * by - ax * bz + ay * bw + az * bx,
         aw * bz + ax * by - ay * bx + az * bw,
     ], axis=-1)
-
-
-def _rotation_matrices(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
-    ], axis=-2)
-
-
 
 
 # For each cube rotation P, the original axis each new axis j takes its scale from (P e_j = +-e_pi(j)).
