@@ -26,7 +26,7 @@ VARIANTS = {
     "sog (default)": {},
     "sog, frames as trained": {"reorient": False},
     "sog, palette unweighted": {"palette_weighted": False},
-    "sog, palette 1 per 8": {"gaussians_per_palette_entry": 8},
+    "sog, palette 1 per 16": {"gaussians_per_palette_entry": 16},
     "sog, palette 1 per 4": {"gaussians_per_palette_entry": 4},
 }
 
@@ -65,6 +65,8 @@ def main() -> None:
     p.add_argument("--preset", default="standard")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", type=Path)
+    p.add_argument("--device", default="cuda", help="cpu: a smoke run of the script on a small scene")
+    p.add_argument("--steps", type=int, help="override the preset's steps")
     args = p.parse_args()
 
     from photosplat_trainer.dataset import load_scene
@@ -72,11 +74,12 @@ def main() -> None:
     from photosplat_trainer.pipeline import run_pipeline
 
     out = Path(tempfile.mkdtemp(prefix="bench-sog-"))
-    trained = run_pipeline(args.scene, out, preset_name=args.preset, device="cuda", overrides={"seed": args.seed, "checkpoint_every": 0})
+    overrides = {"seed": args.seed, "checkpoint_every": 0} | ({"steps": args.steps} if args.steps else {})
+    trained = run_pipeline(args.scene, out, preset_name=args.preset, device=args.device, overrides=overrides)
     cfg = trained.config
     from photosplat_trainer.backends import select_backend
 
-    backend = select_backend("cuda")
+    backend = select_backend(args.device)
     data = load_scene(args.scene, max_image_side=cfg.max_image_side, test_every=cfg.test_every, background=cfg.background)
     test = [v.to(backend.device) for v in data.test]
     rows = _rows(trained.gaussians, lambda g: evaluate_gaussians(g, test, backend, cfg)[0], out)

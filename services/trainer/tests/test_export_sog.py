@@ -165,7 +165,7 @@ def test_bundle_layout_as_spark_reads_it(tmp_path: Path) -> None:
         assert meta[key]["files"] == [name] and len(meta[key]["codebook"]) == 256
     assert meta["quats"] == {"files": ["quats.webp"]}
     shn = meta["shN"]
-    assert shn["bands"] == 3 and shn["count"] == palette_size(n) == 256 and len(shn["codebook"]) == 256
+    assert shn["bands"] == 3 and shn["count"] == palette_size(n) == 512 and len(shn["codebook"]) == 256
     assert shn["files"] == ["shN_centroids.webp", "shN_labels.webp"]
 
     width, height = pixels(files["means_l.webp"]).shape[1::-1]
