@@ -15,6 +15,11 @@ import numpy as np
 SH_C0 = 0.28209479177387814
 
 
+def opacity(logits: np.ndarray) -> np.ndarray:
+    """Opacity in 0..1 from its logit, in float64 (the exports round it to 8 bits)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits).astype(np.float64)))
+
+
 @dataclass
 class GaussianSet:
     means: np.ndarray  # (N, 3) float32

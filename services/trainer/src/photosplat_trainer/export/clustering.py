@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from photosplat_trainer.gaussians import opacity
+
 CODEBOOK_SIZE = 256
 _KMEANS_ITERATIONS = 10
 
@@ -185,8 +187,7 @@ def importance(opacity_logits: np.ndarray, log_scales: np.ndarray) -> np.ndarray
     """How much of the image a Gaussian's colour can reach: opacity times the area of its two
     largest axes (as LightGaussian weights its SH vector quantisation), normalised to a mean of 1
     and capped at 100 so that a few huge Gaussians do not take the palette."""
-    opacity = 1.0 / (1.0 + np.exp(-opacity_logits.astype(np.float64)))
     largest_two = np.sort(log_scales.astype(np.float64), axis=1)[:, 1:].sum(axis=1)
-    w = opacity * np.exp(largest_two - largest_two.max())
+    w = opacity(opacity_logits) * np.exp(largest_two - largest_two.max())
     w = w / max(w.mean(), 1e-300)
     return np.clip(w, 1e-3, 100.0)

@@ -4,8 +4,8 @@ The CPU version fits each coarse cell's share of the palette separately: hundred
 problems, which on a GPU would be hundreds of tiny launches. Here the cells only seed the palette
 (each cell's quota of its own members, drawn as k-means++ draws, all cells at once), and then
 every entry moves at once: the distances of 300k Gaussians to 16k entries are one 230-GFLOP
-product per iteration, ~10 ms on an H200. An entry left without members restarts at the Gaussian worst served so far, which is
-what keeps rare colours their own entry (random restarts merged them).
+product per iteration, ~10 ms on an H200. An entry left without members restarts at the Gaussian
+worst served so far, which is what keeps rare colours their own entry (random restarts merged them).
 """
 
 from __future__ import annotations

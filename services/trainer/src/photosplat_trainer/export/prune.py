@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from photosplat_trainer.gaussians import GaussianSet
+from photosplat_trainer.gaussians import GaussianSet, opacity
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def prune_floaters(
         finite &= np.isfinite(values).all(axis=tuple(range(1, values.ndim)))
     means = np.where(finite[:, None], g.means, 0.0).astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        opacity = 1.0 / (1.0 + np.exp(-g.opacity_logits.astype(np.float64)))
+        alpha = opacity(g.opacity_logits)
         largest_axis = np.exp(g.log_scales.astype(np.float64).max(axis=1))
     distance = np.linalg.norm(means - centres.mean(axis=0), axis=1)
     extent = camera_extent(centres)
@@ -62,7 +62,7 @@ def prune_floaters(
 
     reasons = [
         ("non_finite", ~finite),
-        ("low_opacity", opacity < min_opacity),
+        ("low_opacity", alpha < min_opacity),
         ("huge_scale", largest_axis > max_scale_fraction * reach),
         ("far", distance > far_factor * reach),
     ]

@@ -46,7 +46,7 @@ from PIL import Image
 from photosplat_trainer.export.clustering import CODEBOOK_SIZE, importance, quantize_1d, sh_palette
 from photosplat_trainer.export.sog_order import inverse_log_transform, log_transform, spatial_order
 from photosplat_trainer.export.sog_rotations import best_orientation, pack_quats, unpack_quats
-from photosplat_trainer.gaussians import GaussianSet
+from photosplat_trainer.gaussians import GaussianSet, opacity
 
 VERSION = 2
 CENTROIDS_PER_ROW = 64
@@ -136,9 +136,9 @@ def encode_sog(g: GaussianSet, options: SogOptions = SogOptions()) -> bytes:
     scales_codebook, scale_labels = quantize_1d(log_scales)
     images["scales.webp"] = _webp(scale_labels, width, height)
     colour_codebook, colour_labels = quantize_1d(g.sh0[order].reshape(n, 3))
-    alpha = 1.0 / (1.0 + np.exp(-g.opacity_logits[order].astype(np.float64)))
-    opacity = np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
-    images["sh0.webp"] = _webp(np.column_stack([colour_labels, opacity]), width, height)
+    alpha = opacity(g.opacity_logits[order])
+    opacity_bytes = np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
+    images["sh0.webp"] = _webp(np.column_stack([colour_labels, opacity_bytes]), width, height)
     meta: dict[str, object] = {
         "version": VERSION,
         "asset": {"generator": "photosplat"},

@@ -44,19 +44,17 @@ def _cube_rotations() -> np.ndarray:
 
 
 _CUBE = _cube_rotations()
+# For each cube rotation P, the original axis each new axis j takes its scale from (P e_j = +-e_pi(j)).
+_AXES = np.abs(quat_to_rotmat(torch.from_numpy(_CUBE)).numpy()).argmax(axis=-2)
 _PAIRS = np.array([[1, 2], [0, 2], [0, 1]])  # the two axes that turn about axis k
 
 
 def pack_quats(quats_wxyz: np.ndarray) -> np.ndarray:
     """RGBA bytes: the three smallest components of the normalised quaternion, sign-flipped so the
     largest is positive, times sqrt(2), as ``255 * (v / 2 + 0.5)``; alpha ``252 +`` the largest's index."""
-    q = _normalised(quats_wxyz)
-    rows = np.arange(len(q))
-    largest = np.argmax(np.abs(q), axis=1)
-    q *= np.where(q[rows, largest] < 0, -_SQRT2, _SQRT2)[:, None]
-    small = np.take_along_axis(q, _OTHERS[largest], axis=1)
-    packed = np.empty((len(q), 4), np.uint8)
-    packed[:, :3] = np.clip(np.rint(255.0 * (small * 0.5 + 0.5)), 0, 255)
+    largest, levels = _quantise(_normalised(quats_wxyz))
+    packed = np.empty((len(levels), 4), np.uint8)
+    packed[:, :3] = levels
     packed[:, 3] = 252 + largest
     return packed
 
@@ -65,12 +63,26 @@ def unpack_quats(packed: np.ndarray) -> np.ndarray:
     tags = packed[:, 3].astype(np.int64)
     if ((tags < 252) | (tags > 255)).any():
         raise ValueError("SOG quats.webp: alpha must be 252 + the index of the largest component (252 to 255)")
-    largest = tags - 252
-    small = (packed[:, :3].astype(np.float64) / 255.0 * 2.0 - 1.0) / _SQRT2
-    q = np.zeros((len(packed), 4))
-    np.put_along_axis(q, _OTHERS[largest], small, axis=1)
-    q[np.arange(len(q)), largest] = np.sqrt(np.maximum(0.0, 1.0 - (small * small).sum(axis=1)))
-    return q.astype(np.float32)
+    return _dequantise(tags - 252, packed[:, :3].astype(np.float64)).astype(np.float32)
+
+
+def _quantise(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit quaternions along the last axis -> the largest component's index and the other three's
+    8-bit levels (as floats, in ``q``'s precision)."""
+    largest = np.abs(q).argmax(axis=-1)
+    sign = np.where(np.take_along_axis(q, largest[..., None], axis=-1) < 0, -_SQRT2, _SQRT2).astype(q.dtype)
+    small = np.take_along_axis(q * sign, _OTHERS[largest], axis=-1)
+    return largest, np.clip(np.rint(255.0 * (small * 0.5 + 0.5)), 0, 255)
+
+
+def _dequantise(largest: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The inverse of ``_quantise``: the three stored components, the largest derived from them."""
+    small = (levels / 255.0 * 2.0 - 1.0) / _SQRT2
+    q = np.zeros((*largest.shape, 4), levels.dtype)
+    np.put_along_axis(q, _OTHERS[largest], small, axis=-1)
+    derived = np.sqrt(np.maximum(0.0, 1.0 - (small * small).sum(axis=-1, keepdims=True)))
+    np.put_along_axis(q, largest[..., None], derived, axis=-1)
+    return q
 
 
 def best_orientation(quats_wxyz: np.ndarray, log_scales: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +109,7 @@ def _best_of_block(quats_wxyz: np.ndarray, log_scales: np.ndarray) -> tuple[np.n
     log_s = log_scales.astype(np.float32)
     variances = np.exp(2 * (log_s - log_s.max(axis=1, keepdims=True)))  # relative: only the shape counts
     candidates = _multiply(q[:, None, :], _CUBE[None, :, :].astype(np.float32))  # (n, 24, 4)
-    decoded = _round_trip(candidates)
+    decoded = _dequantise(*_quantise(candidates))  # the 8-bit round trip, without the bytes
     turn = _multiply(candidates * np.array([1, -1, -1, -1], np.float32), decoded)  # candidate^-1 * decoded
     w = 2.0 * turn[..., 1:] * np.where(turn[..., :1] < 0, -1.0, 1.0)  # the small turn's rotation vector
     v = variances[:, _AXES]  # (n, 24, 3): each candidate's scales follow its axes
@@ -105,23 +117,6 @@ def _best_of_block(quats_wxyz: np.ndarray, log_scales: np.ndarray) -> tuple[np.n
     best = error.argmin(axis=1)
     rows = np.arange(len(q))
     return candidates[rows, best], log_scales[rows[:, None], _AXES[best]]
-
-
-def _round_trip(q: np.ndarray) -> np.ndarray:
-    """``unpack_quats(pack_quats(q))`` for unit quaternions along the last axis, without the bytes:
-    every component quantised as if stored, then the largest one derived from the other three."""
-    largest = np.abs(q).argmax(axis=-1)[..., None]
-    is_largest = np.arange(4) == largest
-    signed = q * np.where(np.take_along_axis(q, largest, axis=-1) < 0, -_SQRT2, _SQRT2).astype(q.dtype)
-    levels = np.clip(np.rint(255.0 * (signed * 0.5 + 0.5)), 0, 255)
-    stored = np.where(is_largest, 0, (levels / 255.0 * 2.0 - 1.0) / _SQRT2).astype(q.dtype)
-    derived = np.sqrt(np.maximum(0.0, 1.0 - (stored * stored).sum(axis=-1, keepdims=True)))
-    return np.where(is_largest, derived, stored)
-
-
-def _axis_of_each_column() -> np.ndarray:
-    """For each cube rotation P, which original axis each new axis j takes its scale from (P e_j = +-e_pi(j))."""
-    return np.abs(quat_to_rotmat(torch.from_numpy(_CUBE)).numpy()).argmax(axis=-2)
 
 
 def _normalised(quats: np.ndarray) -> np.ndarray:
@@ -140,7 +135,3 @@ def _multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         aw * by - ax * bz + ay * bw + az * bx,
         aw * bz + ax * by - ay * bx + az * bw,
     ], axis=-1)
-
-
-# For each cube rotation P, the original axis each new axis j takes its scale from (P e_j = +-e_pi(j)).
-_AXES = _axis_of_each_column()

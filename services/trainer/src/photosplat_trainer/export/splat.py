@@ -14,13 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from photosplat_trainer.gaussians import SH_C0, GaussianSet
+from photosplat_trainer.gaussians import SH_C0, GaussianSet, opacity
 
 SPLAT_DTYPE = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
 
 
 def _to_u8(x: np.ndarray) -> np.ndarray:
@@ -30,7 +26,7 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
 def importance_order(g: GaussianSet) -> np.ndarray:
     """Indices by decreasing volume x opacity (the reference sort key)."""
     volume = np.exp(g.log_scales.astype(np.float64).sum(axis=1))
-    return np.argsort(-volume * _sigmoid(g.opacity_logits), kind="stable")
+    return np.argsort(-volume * opacity(g.opacity_logits), kind="stable")
 
 
 def write_splat(g: GaussianSet, path: Path) -> Path:
@@ -40,7 +36,7 @@ def write_splat(g: GaussianSet, path: Path) -> Path:
     records["position"] = g.means
     records["scale"] = np.exp(g.log_scales.astype(np.float64))
     colour = 0.5 + SH_C0 * g.sh0.reshape(n, 3).astype(np.float64)
-    records["rgba"] = _to_u8(np.concatenate([colour, _sigmoid(g.opacity_logits)[:, None]], axis=1) * 255.0)
+    records["rgba"] = _to_u8(np.concatenate([colour, opacity(g.opacity_logits)[:, None]], axis=1) * 255.0)
     quats = g.quats.astype(np.float64)
     norms = np.linalg.norm(quats, axis=1, keepdims=True)
     records["rot"] = _to_u8(quats / np.where(norms > 0, norms, 1.0) * 128.0 + 128.0)

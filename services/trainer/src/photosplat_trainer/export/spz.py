@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photosplat_trainer.gaussians import GaussianSet
+from photosplat_trainer.gaussians import GaussianSet, opacity
 
 MAGIC = 0x5053474E
 VERSION = 3
@@ -133,7 +133,7 @@ def encode_spz(g: GaussianSet, *, antialiased: bool = False) -> bytes:
     # All 8 bits of every SH coefficient: the reference's rounding to 5 (degree 1) and 4 bits only
     # helps gzip (~10 % smaller) and costs view-dependent colour a viewer then shows.
     sh = _quantize_sh(shN, 8)
-    alpha = 1.0 / (1.0 + np.exp(-g.opacity_logits.astype(np.float64)))
+    alpha = opacity(g.opacity_logits)
     parts = [
         _HEADER.pack(MAGIC, VERSION, n, g.sh_degree, bits, FLAG_ANTIALIASED if antialiased else 0, 0),
         _pack_positions(means, bits).tobytes(),
